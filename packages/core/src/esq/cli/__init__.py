@@ -1,0 +1,1 @@
+"""The ``esq`` command line: a thin layer over the Python API."""

@@ -1,0 +1,132 @@
+"""``esq run PIPELINE``: build the pipeline's config from a TOML file, ``--set`` and options,
+run it in a new run directory and print its results."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esq.cli.main import plugin_options
+from esq.cli.output import format_cell, print_json, print_table
+from esq.config import build_config, parse_set_options, read_toml
+from esq.console import stderr
+from esq.errors import EsqError
+from esq.plugins import use_plugins
+from esq.runner import run_pipeline
+
+VALUE_OPTIONS = {"--config", "--set", "--output-dir", "--seed", "--plugin"}
+
+
+def _peek(args: list[str]) -> tuple[str | None, list[str]]:
+    """The pipeline name and ``--plugin`` values in raw arguments (for ``--help``)."""
+    pipeline, plugin_values, index = None, [], 0
+    while index < len(args):
+        argument = args[index]
+        option, equals, inline = argument.partition("=")
+        if option in VALUE_OPTIONS and not equals:
+            if option == "--plugin" and index + 1 < len(args):
+                plugin_values.append(args[index + 1])
+            index += 2
+            continue
+        if option == "--plugin":
+            plugin_values.append(inline)
+        elif not argument.startswith("-") and pipeline is None:
+            pipeline = argument
+        index += 1
+    return pipeline, plugin_values
+
+
+def _field_rows(config_type: type) -> list[tuple[str, str]]:
+    hints = typing.get_type_hints(config_type)
+    rows = []
+    for field in dataclasses.fields(config_type):
+        if field.default is not dataclasses.MISSING:
+            default = format_cell(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            default = format_cell(field.default_factory())
+        else:
+            default = "(required)"
+        kind = str(hints[field.name]).replace("typing.", "")
+        kind = getattr(hints[field.name], "__name__", kind)
+        help_text = field.metadata.get("help", "")
+        rows.append((field.name, f"{kind} = {default or '…'}  {help_text}".rstrip()))
+    return rows
+
+
+class RunCommand(click.Command):
+    """``--help`` lists the installed pipelines, and a named pipeline's options."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["esq.run.peek"] = _peek(args)
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        pipeline, plugin_values = ctx.meta.get("esq.run.peek", (None, []))
+        try:
+            pipelines = use_plugins(plugin_values).registry("pipelines")
+            with formatter.section("Pipelines"):
+                formatter.write_dl([(spec.name, spec.summary) for spec in pipelines.specs()])
+            if pipeline is not None:
+                spec = pipelines.spec(pipeline)
+                with formatter.section(f"Options of pipeline {pipeline!r} (--set KEY=VALUE or TOML keys)"):
+                    formatter.write_dl(_field_rows(spec.config))
+        except EsqError as error:
+            formatter.write_paragraph()
+            formatter.write_text(f"({error})")
+
+
+@click.command("run", cls=RunCommand)
+@click.argument("pipeline")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML file with the pipeline's options.",
+)
+@click.option(
+    "--set",
+    "set_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set one option (repeatable; dotted keys for tables; values in TOML syntax).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("runs"),
+    show_default=True,
+    help="Runs go to OUTPUT_DIR/PIPELINE/TIMESTAMP-NAME/.",
+)
+@click.option("--seed", type=int, help="Seed for every random generator (the config's `seed`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@plugin_options
+def run(
+    pipeline: str,
+    config_file: Path | None,
+    set_options: tuple[str, ...],
+    output_dir: Path,
+    seed: int | None,
+    as_json: bool,
+    plugin_values: tuple[str, ...],
+) -> None:
+    """Run PIPELINE and write its run directory; the pipelines are listed below."""
+    spec = use_plugins(plugin_values).registry("pipelines").spec(pipeline)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_toml(config_file)))
+    if set_options:
+        layers.append(("--set", parse_set_options(set_options)))
+    if seed is not None:
+        layers.append(("--seed", {"seed": seed}))
+    config = build_config(spec.config, layers, pipeline)
+    finished = run_pipeline(spec, config, output_dir)
+    if as_json:
+        print_json(finished.results.rows)
+    else:
+        print_table(f"esq run {pipeline}", finished.results.rows)
+    stderr.print(f"run directory: {finished.directory}", highlight=False)

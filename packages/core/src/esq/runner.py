@@ -1,0 +1,115 @@
+"""Runs a pipeline in its own directory: ``<output_dir>/<pipeline>/<timestamp>-<name>/``.
+
+The directory holds the resolved ``config.toml`` (``esq run PIPELINE --config`` on it repeats
+the run), ``run.log``, and on success ``results.json`` and a tidy ``results.csv``; every file is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from esq.config import config_to_dict, write_config
+from esq.errors import PluginError
+from esq.files import write_atomic
+from esq.plugins import core_version
+from esq.results import Results, RunContext
+from esq.seeding import seed_everything
+from esq.specs import PipelineSpec
+
+log = logging.getLogger("esq.run")
+
+
+@dataclass
+class Run:
+    """A finished run: where it is and what it found."""
+
+    directory: Path
+    results: Results
+
+
+def new_run_directory(output_dir: Path, pipeline: str, name: str) -> Path:
+    """A fresh ``<output_dir>/<pipeline>/<timestamp>-<name>`` (``-2``, ``-3``... if taken)."""
+    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name or pipeline}"
+    parent = output_dir / pipeline
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        directory = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            directory.mkdir()
+            return directory
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: too many runs named {stem}")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Tidy rows as CSV text; columns in order of first appearance."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progress: bool = True) -> Run:
+    """Run ``spec`` on ``config`` in a new run directory under ``output_dir``."""
+    directory = new_run_directory(Path(output_dir), spec.name, config.name)
+    header = f"esq run {spec.name}: resolved config ({spec.distribution} {spec.version})"
+    write_config(directory / "config.toml", config, header)
+    handler = logging.FileHandler(directory / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("esq")
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    started = time.time()
+    try:
+        log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
+        seed_everything(config.seed)
+        results = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), show_progress))
+        if not isinstance(results, Results):
+            raise PluginError(
+                f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
+            )
+        log.info("finished in %.1f s: %d result rows", time.time() - started, len(results.rows))
+    except BaseException as error:
+        # The traceback goes to run.log only; the console shows the error's one line.
+        log.debug("run %s failed: %s", spec.name, error, exc_info=True)
+        raise
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        handler.close()
+    document = {
+        "pipeline": spec.name,
+        "run": directory.name,
+        "esq_version": core_version(),
+        "started": datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 3),
+        "config": config_to_dict(config),
+        "summary": results.summary,
+        "rows": results.rows,
+    }
+    write_atomic(directory / "results.json", json.dumps(document, indent=2, default=_json_default) + "\n")
+    write_atomic(directory / "results.csv", rows_to_csv(results.rows))
+    return Run(directory, results)

@@ -1,0 +1,152 @@
+"""The esq command line as a user types it: output, run directories, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from esq.cli.main import make_cli
+
+FAKE = str(Path(__file__).with_name("fake_plugin.py"))
+
+
+def esq(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(make_cli(), list(args), env=env, catch_exceptions=False)
+
+
+def test_version():
+    result = esq("--version")
+    assert result.exit_code == 0 and result.output.startswith("esq ")
+
+
+def test_plugins_json_lists_name_version_status_hooks_and_components():
+    rows = json.loads(esq("plugins", "--json", "--plugin", FAKE).stdout)
+    fake = next(row for row in rows if row["name"] == "fake_plugin")
+    assert fake["status"] == "loaded" and fake["source"] == "--plugin"
+    assert fake["provides"]["quantizers"] == ["rounding"]
+    assert "esq_pipelines" in fake["hooks"] and "esq_metrics" in fake["hooks"]
+    core = next(row for row in rows if row["name"] == "esq")
+    assert core["distribution"] == "esq-core" and core["provides"] == {"pipelines": ["demo"]}
+
+
+def test_plugins_table_shows_every_plugin():
+    result = esq("plugins", "--plugin", FAKE)
+    assert result.exit_code == 0 and "fake_plugin" in result.stdout and "esq-core" in result.stdout
+
+
+def test_list_one_kind_as_json_shows_metric_facts():
+    rows = json.loads(esq("list", "metrics", "--json", "--plugin", FAKE).stdout)
+    shift = next(row for row in rows if row["name"] == "mean_shift")
+    assert shift["kind"] == "distribution" and shift["higher_is_better"] is False
+    assert shift["summary"] == "Distance between means" and shift["plugin"].startswith(FAKE)
+
+
+def test_list_all_kinds_as_tables():
+    result = esq("list", "--plugin", FAKE)
+    for kind in ("backbones", "quantizers", "metrics", "degradations", "retrievers", "pipelines"):
+        assert kind in result.stdout
+    assert "rounding" in result.stdout and "exact_ip" in result.stdout
+
+
+def test_list_rejects_an_unknown_kind():
+    result = esq("list", "quantiser")
+    assert result.exit_code == 2 and "'quantiser' is not one of" in result.stderr
+
+
+def test_run_writes_the_run_directory_and_prints_the_table(tmp_path):
+    config = tmp_path / "echo.toml"
+    config.write_text('rows = 4\nlabel = "from-file"\n')
+    result = esq(
+        "run", "echo", "--plugin", FAKE, "--config", str(config), "--set", "label=cli", "--seed", "3",
+        "--set", "name=trial", "--output-dir", str(tmp_path / "runs"),
+    )
+    assert result.exit_code == 0, result.output
+    (directory,) = (tmp_path / "runs" / "echo").iterdir()
+    assert directory.name.endswith("-trial")
+    document = json.loads((directory / "results.json").read_text())
+    assert document["config"] == {"name": "trial", "seed": 3, "rows": 4, "label": "cli", "mode": "plain"}
+    assert result.stdout.count("cli") == 4 and "run directory:" in result.stderr
+
+
+def test_run_json_prints_rows(tmp_path):
+    result = esq("run", "echo", "--plugin", FAKE, "--json", "--output-dir", str(tmp_path))
+    assert json.loads(result.stdout) == [{"row": 0, "label": "x"}, {"row": 1, "label": "x"}]
+
+
+def test_run_help_lists_installed_pipelines_and_a_pipelines_options():
+    assert "demo" in esq("run", "--help").stdout
+    text = esq("run", "echo", "--plugin", FAKE, "--help").stdout
+    assert "echo" in text and "Options of pipeline 'echo'" in text and "label" in text and "rows" in text
+
+
+def test_esq_plugins_variable_loads_a_plugin_for_the_command(tmp_path):
+    result = esq("list", "pipelines", "--json", env={"ESQ_PLUGINS": FAKE})
+    assert "echo" in [row["name"] for row in json.loads(result.stdout)]
+
+
+def test_plugin_can_add_a_command(tmp_path):
+    path = tmp_path / "cmd_plugin.py"
+    path.write_text(
+        "import click\nfrom esq import hookimpl\n@hookimpl\ndef esq_commands(cli):\n"
+        "    @cli.command()\n    def hello():\n        'Say hello.'\n        click.echo('hello from a plugin')\n"
+    )
+    env = {"ESQ_PLUGINS": str(path)}
+    assert "hello" in esq("--help", env=env).stdout
+    assert esq("hello", env=env).stdout == "hello from a plugin\n"
+
+
+BAD_INPUT = [
+    (["run", "nosuch"], "unknown pipeline 'nosuch'"),
+    (["run", "dmeo"], "unknown pipeline 'dmeo' (did you mean 'demo'?)"),
+    (["run", "echo", "--plugin", FAKE, "--set", "lable=y"], "--set: unknown option 'lable' for pipeline 'echo'"),
+    (["run", "echo", "--plugin", FAKE, "--set", "rows"], "--set 'rows': expected KEY=VALUE"),
+    (["run", "echo", "--plugin", FAKE, "--set", "rows=many"], "--set rows: expected int, got 'many'"),
+    (["run", "echo", "--plugin", "missing_dir/plugin.py"], "--plugin missing_dir/plugin.py: no such file"),
+    (["list", "--plugin", "no:esq"], "core cannot be blocked"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_on_stderr_without_traceback(args, message):
+    result = esq(*args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_toml_syntax_error_in_config_names_file_line_column(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("rows = [1,\n")
+    result = esq("run", "echo", "--plugin", FAKE, "--config", str(path))
+    assert result.exit_code == 1 and f"{path}: invalid TOML" in result.stderr and "line 2, column 1" in result.stderr
+
+
+def test_plugin_raising_at_import_is_one_line(tmp_path):
+    path = tmp_path / "explodes.py"
+    path.write_text("raise ImportError('needs libfoo')\n")
+    result = esq("list", "--plugin", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: --plugin {path}: error importing plugin: ImportError: needs libfoo\n"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    path = tmp_path / "explodes.py"
+    path.write_text("raise ImportError('needs libfoo')\n")
+    with pytest.raises(Exception, match="needs libfoo"):
+        esq("list", "--plugin", str(path), "--debug")
+
+
+def test_a_crashing_pipeline_is_one_line_with_a_hint(tmp_path):
+    path = tmp_path / "crash_plugin.py"
+    path.write_text(
+        "from esq import PipelineConfig, PipelineSpec, hookimpl\n"
+        "def run(config, context):\n    return 1 / 0\n"
+        "@hookimpl\ndef esq_pipelines():\n"
+        "    return [PipelineSpec(name='crash', config=PipelineConfig, run=run, summary='Crashes')]\n"
+    )
+    result = esq("run", "crash", "--plugin", str(path), "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback)\n"
