@@ -185,10 +185,22 @@ def echo(config: EchoConfig, context: Any) -> Results:
 @hookimpl
 def esq_metrics() -> list[MetricSpec]:
     return [
-        MetricSpec(name="mean_distance", factory=MeanDistance, summary="Minus the mean paired distance",
-                   kind="similarity", higher_is_better=True, range=(float("-inf"), 0.0)),
-        MetricSpec(name="mean_shift", factory=MeanShift, summary="Distance between means",
-                   kind="distribution", higher_is_better=False, range=(0.0, float("inf"))),
+        MetricSpec(
+            name="mean_distance",
+            factory=MeanDistance,
+            summary="Minus the mean paired distance",
+            kind="similarity",
+            higher_is_better=True,
+            range=(float("-inf"), 0.0),
+        ),
+        MetricSpec(
+            name="mean_shift",
+            factory=MeanShift,
+            summary="Distance between means",
+            kind="distribution",
+            higher_is_better=False,
+            range=(0.0, float("inf")),
+        ),
     ]
 
 

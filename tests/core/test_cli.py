@@ -60,8 +60,20 @@ def test_run_writes_the_run_directory_and_prints_the_table(tmp_path):
     config = tmp_path / "echo.toml"
     config.write_text('rows = 4\nlabel = "from-file"\n')
     result = esq(
-        "run", "echo", "--plugin", FAKE, "--config", str(config), "--set", "label=cli", "--seed", "3",
-        "--set", "name=trial", "--output-dir", str(tmp_path / "runs"),
+        "run",
+        "echo",
+        "--plugin",
+        FAKE,
+        "--config",
+        str(config),
+        "--set",
+        "label=cli",
+        "--seed",
+        "3",
+        "--set",
+        "name=trial",
+        "--output-dir",
+        str(tmp_path / "runs"),
     )
     assert result.exit_code == 0, result.output
     (directory,) = (tmp_path / "runs" / "echo").iterdir()
@@ -149,4 +161,7 @@ def test_a_crashing_pipeline_is_one_line_with_a_hint(tmp_path):
     )
     result = esq("run", "crash", "--plugin", str(path), "--output-dir", str(tmp_path / "runs"))
     assert result.exit_code == 1
-    assert result.stderr == "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback)\n"
+    assert (
+        result.stderr
+        == "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback)\n"
+    )

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 import esq
+import fake_plugin
 from esq import ConfigError, MetricSpec, PluginError, QuantizerSpec, UnknownNameError
 from esq.registry import Registry
 from esq.specs import PipelineSpec
 from esq.testing import registry_of
-
-import fake_plugin
 
 
 def test_registry_lists_creates_and_describes():

@@ -7,9 +7,9 @@ import json
 import re
 from dataclasses import dataclass
 
-import fake_plugin
 import pytest
 
+import fake_plugin
 from esq import PipelineConfig, PipelineSpec, PluginError
 from esq.config import read_toml
 from esq.runner import rows_to_csv, run_pipeline
@@ -22,7 +22,11 @@ def test_run_directory_holds_config_results_csv_log_and_pipeline_files(tmp_path)
     assert run.directory.parent == tmp_path / "echo"
     assert re.fullmatch(r"\d{8}-\d{6}-first", run.directory.name)
     assert sorted(p.name for p in run.directory.iterdir()) == [
-        "config.toml", "note.txt", "results.csv", "results.json", "run.log",
+        "config.toml",
+        "note.txt",
+        "results.csv",
+        "results.json",
+        "run.log",
     ]
     assert read_toml(run.directory / "config.toml")["rows"] == 3
     document = json.loads((run.directory / "results.json").read_text())

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from esq.testing import check_metric, check_quantizer, registry_of
 
+from esq.testing import check_metric, check_quantizer, registry_of
 from esq_plugin_example import mean_cosine, plugin
 
 

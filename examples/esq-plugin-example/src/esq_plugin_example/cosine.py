@@ -28,9 +28,7 @@ class MeanCosine:
     def __call__(self, x: Any, y: Any) -> MetricResult:
         x, y = paired_features(x, y)
         if x.shape[1] != y.shape[1]:
-            raise DataError(
-                f"mean_cosine compares vectors of one dimension; got {x.shape[1]} and {y.shape[1]} columns"
-            )
+            raise DataError(f"mean_cosine compares vectors of one dimension; got {x.shape[1]} and {y.shape[1]} columns")
         norms = np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), self.eps)
         cosines = (x * y).sum(axis=1) / norms
         return MetricResult(float(cosines.mean()), {"min": float(cosines.min())})

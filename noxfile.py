@@ -1,0 +1,95 @@
+"""The test matrix. `make test` (or `.venv/bin/nox`) runs every session below.
+
+Sessions share one torch installation (scripts/torch-env.sh) through a .pth file, and reuse
+their virtualenvs: a session reinstalls only when a pyproject.toml it uses has changed.
+New packages under packages/ join the matrix without edits here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
+EXAMPLE = "examples/esq-plugin-example"
+PYTHON = "3.11"
+
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "tests", "example", "demo", "all"]
+
+
+def _site_packages(session: nox.Session) -> Path:
+    location = Path(session.virtualenv.location)
+    relative = Path(sysconfig.get_path("purelib")).relative_to(sysconfig.get_path("data"))
+    return location / relative
+
+
+def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = ("pytest",)) -> None:
+    """Link the shared torch, then install ``projects`` (editable) and ``tools`` unless the
+    session already has exactly these, from unchanged pyproject files."""
+    torch_site = subprocess.run([str(ROOT / "scripts/torch-env.sh")], check=True, capture_output=True, text=True)
+    site = _site_packages(session)
+    (site / "_esq_shared_torch.pth").write_text(torch_site.stdout.strip() + "\n")
+    digest = hashlib.sha256(json.dumps([projects, tools]).encode())
+    for project in projects:
+        digest.update((ROOT / project / "pyproject.toml").read_bytes())
+    stamp = Path(session.virtualenv.location) / ".esq-installed"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("installed packages are up to date")
+        return
+    arguments = [argument for project in projects for argument in ("-e", project)]
+    session.install("--disable-pip-version-check", *arguments, *tools)
+    stamp.write_text(digest.hexdigest())
+
+
+def package_path(name: str) -> str:
+    return f"packages/{name}"
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests with only that package (and core) installed."""
+    projects = [package_path("core")] + ([package_path(package)] if package != "core" else [])
+    prepare(session, *projects)
+    session.run("pytest", f"tests/{package}", "--doctest-modules", f"packages/{package}/src", *session.posargs)
+
+
+@nox.session(name="all", python=PYTHON)
+def all_packages(session: nox.Session) -> None:
+    """Every package installed together: the whole suite, doctests included."""
+    prepare(session, *map(package_path, PACKAGES))
+    sources = [f"packages/{name}/src" for name in PACKAGES]
+    session.run("pytest", "tests", "--doctest-modules", *sources, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def example(session: nox.Session) -> None:
+    """The third-party example plugin: its own tests, and it shows up in esq list and runs."""
+    prepare(session, package_path("core"), EXAMPLE)
+    session.run(
+        "pytest", f"{EXAMPLE}/tests", "tests/integration", "--doctest-modules", f"{EXAMPLE}/src", *session.posargs
+    )
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """What `make demo` runs, in a clean environment with every package installed."""
+    prepare(session, *map(package_path, PACKAGES), tools=())
+    session.run("esq", "plugins")
+    session.run("esq", "list")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("--disable-pip-version-check", "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
