@@ -19,6 +19,11 @@ ROOT = Path(__file__).parent
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
 EXAMPLE = "examples/esq-plugin-example"
 PYTHON = "3.11"
+TOOLS = {
+    line.split("==")[0]: line.strip()
+    for line in (ROOT / "tools.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
 
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
@@ -31,7 +36,7 @@ def _site_packages(session: nox.Session) -> Path:
     return location / relative
 
 
-def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = ("pytest",)) -> None:
+def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = (TOOLS["pytest"],)) -> None:
     """Link the shared torch, then install ``projects`` (editable) and ``tools`` unless the
     session already has exactly these, from unchanged pyproject files."""
     torch_site = subprocess.run([str(ROOT / "scripts/torch-env.sh")], check=True, capture_output=True, text=True)
@@ -90,6 +95,6 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
-    session.install("--disable-pip-version-check", "ruff")
+    session.install("--disable-pip-version-check", TOOLS["ruff"])
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
 # Creates or updates .venv: every package under packages/ installed editable, plus the tools
-# (nox, pytest, ruff). Reinstalls only when a pyproject.toml changed since the last install.
+# (nox, pytest, ruff from tools.txt). Reinstalls only when one of those files changed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv=.venv
 stamp="$venv/.esq-installed"
-wanted=$(cat scripts/dev-env.sh packages/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+wanted=$(cat scripts/dev-env.sh tools.txt packages/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   exit 0
 fi
 [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv"
 scripts/link-torch.sh "$venv"
 packages=()
-for package in packages/core packages/*/; do
-  package=${package%/}
-  [[ " ${packages[*]-} " == *" -e $package "* ]] || packages+=(-e "$package")
+for package in packages/*/; do
+  packages+=(-e "${package%/}")
 done
 echo "esq: installing ${packages[*]} into $venv" >&2
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" \
-  nox pytest ruff 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  -r tools.txt 2>&1 | grep -v "is ignored: it is neither" >&2 || true
 "$venv/bin/esq" --version >/dev/null
 echo "$wanted" > "$stamp"
