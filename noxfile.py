@@ -79,9 +79,7 @@ def all_packages(session: nox.Session) -> None:
 def example(session: nox.Session) -> None:
     """The third-party example plugin: its own tests, and it shows up in esq list and runs."""
     prepare(session, package_path("core"), EXAMPLE)
-    session.run(
-        "pytest", f"{EXAMPLE}/tests", "tests/integration", "--doctest-modules", f"{EXAMPLE}/src", *session.posargs
-    )
+    session.run("pytest", f"{EXAMPLE}/tests", "--doctest-modules", f"{EXAMPLE}/src", *session.posargs)
 
 
 @nox.session(python=PYTHON)
