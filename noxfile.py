@@ -93,6 +93,6 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
-    session.install("--disable-pip-version-check", TOOLS["ruff"])
+    prepare(session, tools=(TOOLS["ruff"],))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

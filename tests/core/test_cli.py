@@ -118,15 +118,19 @@ BAD_INPUT = [
     (["run", "echo", "--plugin", FAKE, "--set", "rows=many"], "--set rows: expected int, got 'many'"),
     (["run", "echo", "--plugin", "missing_dir/plugin.py"], "--plugin missing_dir/plugin.py: no such file"),
     (["list", "--plugin", "no:esq"], "core cannot be blocked"),
+    (["run", "demo", "--plugin", FAKE, "--set", "quantizers=roundng"], "unknown quantizer 'roundng' (did you mean"),
+    (["run", "demo", "--plugin", FAKE, "--set", "metrics=[1]"], "--set metrics[0]: expected str, got 1"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)
-def test_bad_input_is_one_line_on_stderr_without_traceback(args, message):
+def test_bad_input_is_one_line_on_stderr_without_traceback(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = esq(*args)
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists(), "a run directory was made for a config that never ran"
 
 
 def test_toml_syntax_error_in_config_names_file_line_column(tmp_path):

@@ -36,6 +36,18 @@ class DemoConfig(PipelineConfig):
                 raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
         if self.steps < 0:
             raise ValueError(f"steps must be at least 0, got {self.steps}")
+        _check_names(self)
+
+
+def _check_names(config: DemoConfig) -> None:
+    """Unknown component names fail while the config is built, before a run directory exists."""
+    from esq import registry
+
+    quantizers, metrics = registry("quantizers"), registry("metrics")
+    for name in [*(config.quantizers or []), *config.quantizer_options]:
+        quantizers.spec(name)
+    for name in config.metrics or []:
+        metrics.spec(name)
 
 
 def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: int) -> Any:
@@ -50,8 +62,6 @@ def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: in
 
 def _selected(registry: Registry, requested: list[str] | None, kind: str) -> list[str]:
     names = requested if requested is not None else registry.names()
-    for name in names:
-        registry.spec(name)
     if not names:
         raise ConfigError(
             f"esq run demo needs at least one {kind}: install one (for example `pip install "
