@@ -40,20 +40,24 @@ def _peek(args: list[str]) -> tuple[str | None, list[str]]:
     return pipeline, plugin_values
 
 
+def _shown(value: Any) -> str:
+    return repr(value) if value is None or isinstance(value, str) else format_cell(value) or repr(value)
+
+
 def _field_rows(config_type: type) -> list[tuple[str, str]]:
     hints = typing.get_type_hints(config_type)
     rows = []
     for field in dataclasses.fields(config_type):
         if field.default is not dataclasses.MISSING:
-            default = format_cell(field.default)
+            default = _shown(field.default)
         elif field.default_factory is not dataclasses.MISSING:
-            default = format_cell(field.default_factory())
+            default = _shown(field.default_factory())
         else:
             default = "(required)"
-        kind = str(hints[field.name]).replace("typing.", "")
-        kind = getattr(hints[field.name], "__name__", kind)
+        annotation = hints[field.name]
+        kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
         help_text = field.metadata.get("help", "")
-        rows.append((field.name, f"{kind} = {default or '…'}  {help_text}".rstrip()))
+        rows.append((field.name, f"{kind} = {default}  {help_text}".rstrip()))
     return rows
 
 

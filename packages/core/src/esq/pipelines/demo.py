@@ -21,14 +21,16 @@ from esq.results import Results, RunContext
 class DemoConfig(PipelineConfig):
     """Options of ``esq run demo``."""
 
-    samples: int = 512
-    feature_dim: int = 64
-    clusters: int = 8
-    steps: int = 100
+    samples: int = field(default=512, metadata={"help": "embeddings to generate"})
+    feature_dim: int = field(default=64, metadata={"help": "their dimension (the quantizers' input_dim)"})
+    clusters: int = field(default=8, metadata={"help": "Gaussian mixture components"})
+    steps: int = field(default=100, metadata={"help": "Adam steps fitting each quantizer"})
     learning_rate: float = 1e-3
-    quantizers: list[str] | None = None
-    metrics: list[str] | None = None
-    quantizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quantizers: list[str] | None = field(default=None, metadata={"help": "names; None: every installed one"})
+    metrics: list[str] | None = field(default=None, metadata={"help": "names; None: every similarity metric"})
+    quantizer_options: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"help": "per quantizer, e.g. --set quantizer_options.vq.codebook_size=256"}
+    )
 
     def __post_init__(self) -> None:
         for option in ("samples", "feature_dim", "clusters"):
