@@ -16,6 +16,7 @@ Config(name='', seed=0, epochs=3, metrics=['cka', 'rsa'])
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -30,13 +31,24 @@ from esq.errors import ConfigError, UnknownNameError
 from esq.files import write_atomic
 from esq.names import did_you_mean
 
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]*")
+
 
 @dataclass
 class PipelineConfig:
-    """Fields every pipeline config has. ``name`` labels the run directory."""
+    """Fields every pipeline config has. ``name`` labels the run directory.
+
+    A subclass that defines ``__post_init__`` calls ``super().__post_init__()``.
+    """
 
     name: str = ""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not RUN_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name!r} may hold only letters, digits, '.', '_' and '-'")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed {self.seed} must be between 0 and 2**32 - 1")
 
 
 Layer = tuple[str, dict[str, Any]]
@@ -120,6 +132,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if (origin is tuple or annotation is tuple) and arguments and arguments[-1] is not Ellipsis:
+            if len(value) != len(arguments):
+                raise ConfigError(f"{where}: expected {len(arguments)} items, got {value!r}")
+            return tuple(
+                _coerce(item, kind, f"{where}[{i}]")
+                for i, (item, kind) in enumerate(zip(value, arguments, strict=True))
+            )
         item_type = arguments[0] if arguments else Any
         items = [_coerce(item, item_type, f"{where}[{index}]") for index, item in enumerate(value)]
         return tuple(items) if origin is tuple or annotation is tuple else items

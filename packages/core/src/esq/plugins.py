@@ -1,17 +1,19 @@
 """Finding and loading plugins: built-in, entry points, ``--plugin`` and ``ESQ_PLUGINS``.
 
-Installed plugins (entry-point group ``esq``) load one at a time; one that fails to import, or
-breaks a rule of the plugin system, is reported in one warning line and skipped, so the others
-still work (``ESQ_STRICT_PLUGINS=1`` makes that fatal). A plugin the user asks for by name
-(``--plugin``, ``ESQ_PLUGINS``) must load: any failure is an error.
+Every plugin goes through pluggy: registered, checked for hooks esq does not define
+(``check_pending``), then its component hooks are called once and what they return is checked.
+An installed plugin (entry-point group ``esq``) that fails any of this is reported in one
+warning line and skipped, so the others still work (``ESQ_STRICT_PLUGINS=1`` makes that fatal).
+A plugin the user asks for (``--plugin``, ``ESQ_PLUGINS``) must load: any failure is an error.
 
->>> plugins = load_plugins(["no:some-plugin"], environ={})
+>>> plugins = load_plugins(environ={})
 >>> [info.name for info in plugins.infos if info.source == "builtin"]
 ['esq']
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
@@ -19,7 +21,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -31,6 +33,7 @@ import pluggy
 from esq import hookspecs
 from esq.errors import PluginError
 from esq.names import did_you_mean
+from esq.specs import KINDS, Spec
 
 ENTRY_POINT_GROUP = "esq"
 CORE_DISTRIBUTION = "esq-core"
@@ -44,7 +47,7 @@ def known_hooks() -> list[str]:
 
 @dataclass
 class PluginInfo:
-    """One plugin as ``esq plugins`` shows it."""
+    """One plugin as ``esq plugins`` shows it, with the specs its hooks returned."""
 
     name: str
     distribution: str
@@ -53,23 +56,35 @@ class PluginInfo:
     status: str = "loaded"
     error: str = ""
     plugin: Any = field(default=None, repr=False)
+    hooks: list[str] = field(default_factory=list)
+    specs: dict[str, list[Spec]] = field(default_factory=dict, repr=False)
 
-    def hooks(self) -> list[str]:
-        if self.plugin is None:
-            return []
-        return [name for name in known_hooks() if hasattr(self.plugin, name)]
+
+@dataclass(frozen=True)
+class Request:
+    """A plugin the user asked for: a module, a ``.py`` path, or ``no:NAME``; and where from."""
+
+    value: str
+    source: str  # "--plugin" or "ESQ_PLUGINS"
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.value}" if self.source == "--plugin" else f"{self.source} entry {self.value!r}"
 
 
 class Plugins:
     """A loaded set of plugins: the pluggy manager and what ``esq plugins`` reports."""
 
-    def __init__(self, manager: pluggy.PluginManager, infos: list[PluginInfo]) -> None:
+    def __init__(self, manager: pluggy.PluginManager, infos: list[PluginInfo], strict: bool) -> None:
         self.manager = manager
         self.infos = infos
+        self.strict = strict
         self._registries: dict[str, Any] = {}
 
     def loaded(self) -> list[PluginInfo]:
         return [info for info in self.infos if info.status == "loaded"]
+
+    def info_of(self, plugin: object) -> PluginInfo:
+        return next(info for info in self.infos if info.plugin is plugin)
 
     def registry(self, kind: str) -> Any:
         """The registry of ``kind``, built on first use (see ``esq.registry``)."""
@@ -78,6 +93,29 @@ class Plugins:
         if kind not in self._registries:
             self._registries[kind] = Registry.build(kind, self.loaded())
         return self._registries[kind]
+
+    def add_commands(self, cli: Any) -> None:
+        """Let each plugin add its commands to ``cli``; a plugin that fails is handled as at load."""
+        for implementation in self.manager.hook.esq_commands.get_hookimpls():
+            info = self.info_of(implementation.plugin)
+            before = set(cli.commands)
+            try:
+                try:
+                    implementation.function(cli=cli)
+                except Exception as error:
+                    raise PluginError(
+                        f"plugin {info.name!r} ({info.distribution}) failed in esq_commands(): "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                from esq.cli.main import CORE_COMMANDS
+
+                clashes = sorted(set(cli.commands) - before & set(CORE_COMMANDS))
+                if clashes:
+                    for name in clashes:
+                        del cli.commands[name]
+                    raise PluginError(f"plugin {info.name!r} adds command {clashes[0]!r}, which is esq's own")
+            except PluginError as error:
+                _fail(info, error, self.strict or info.source != "entry point")
 
 
 @cache
@@ -92,50 +130,82 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def _parse_requests(items: Iterable[str]) -> tuple[list[str], set[str]]:
-    loads, blocked = [], set()
-    for item in items:
-        item = item.strip()
-        if not item:
-            continue
-        if item.startswith("no:"):
-            name = item[3:].strip()
-            if _normalise(name) in ("esq", CORE_DISTRIBUTION):
-                raise PluginError(f"--plugin {item}: esq's core cannot be blocked")
-            blocked.add(_normalise(name))
-        else:
-            loads.append(item)
-    return loads, blocked
-
-
-def requested_plugins(cli_values: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+def requested_plugins(cli_values: Sequence[str], environ: Mapping[str, str]) -> list[Request]:
     """``ESQ_PLUGINS`` (comma-separated) followed by the ``--plugin`` values."""
-    from_env = [part for part in environ.get("ESQ_PLUGINS", "").split(",") if part.strip()]
-    return [*from_env, *cli_values]
+    from_env = [Request(part.strip(), "ESQ_PLUGINS") for part in environ.get("ESQ_PLUGINS", "").split(",")]
+    from_cli = [Request(value.strip(), "--plugin") for value in cli_values]
+    return [request for request in (*from_env, *from_cli) if request.value]
 
 
-def _new_manager() -> pluggy.PluginManager:
+def _blocked(requests: Sequence[Request]) -> dict[str, Request]:
+    blocked = {}
+    for request in requests:
+        if request.value.startswith("no:"):
+            name = _normalise(request.value[3:].strip())
+            if name in ("esq", CORE_DISTRIBUTION):
+                raise PluginError(f"{request}: esq's core cannot be blocked")
+            blocked[name] = request
+    return blocked
+
+
+def new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     return manager
 
 
-def _unknown_hooks(manager: pluggy.PluginManager, plugin: object) -> list[str]:
-    known = set(known_hooks())
-    return [name for name in dir(plugin) if name not in known and manager.parse_hookimpl_opts(plugin, name) is not None]
-
-
-def _register(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
-    """Register ``plugin``; raise ``PluginError`` naming it if it breaks a rule."""
-    for name in _unknown_hooks(manager, plugin):
+def _check_hook_names(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
+    """pluggy's ``check_pending``, reworded: which hook is unknown, and which one was meant."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError:
+        unknown = [caller.name for caller in manager.get_hookcallers(plugin) or [] if caller.spec is None]
+        name = unknown[0] if unknown else "?"
         raise PluginError(
             f"plugin {info.name!r} implements unknown hook {name!r}{did_you_mean(name, known_hooks())}; "
             f"esq's hooks are {', '.join(known_hooks())}"
-        )
+        ) from None
+
+
+def _collect_specs(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
+    """Call each component hook ``plugin`` implements, once, and check what it returns."""
+    for kind, (hook, spec_type) in KINDS.items():
+        for implementation in getattr(manager.hook, hook).get_hookimpls():
+            if implementation.plugin is not plugin:
+                continue
+            try:
+                returned = list(implementation.function() or [])
+            except Exception as error:
+                raise PluginError(
+                    f"plugin {info.name!r} ({info.distribution}) failed in {hook}(): {type(error).__name__}: {error}"
+                ) from error
+            for spec in returned:
+                if not isinstance(spec, spec_type):
+                    raise PluginError(
+                        f"plugin {info.name!r} ({info.distribution}): {hook}() returned "
+                        f"{type(spec).__name__}, expected {spec_type.__name__}"
+                    )
+            info.specs[kind] = [
+                dataclasses.replace(spec, distribution=info.distribution, version=info.version) for spec in returned
+            ]
+
+
+def admit(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> PluginInfo:
+    """Register ``plugin`` and collect its specs; on any broken rule unregister it and raise
+    ``PluginError`` naming it."""
     try:
         manager.register(plugin, name=f"{info.source}:{info.name}")
     except (pluggy.PluginValidationError, ValueError) as error:
         raise PluginError(f"plugin {info.name!r}: {error}") from error
+    try:
+        _check_hook_names(manager, plugin, info)
+        _collect_specs(manager, plugin, info)
+    except PluginError:
+        manager.unregister(plugin)
+        raise
+    info.plugin = plugin
+    info.hooks = sorted(caller.name for caller in manager.get_hookcallers(plugin) or [])
+    return info
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -145,7 +215,7 @@ def _import_file(path: Path) -> ModuleType:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise PluginError(f"--plugin {path}: not a Python file")
+        raise PluginError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -157,38 +227,49 @@ def _import_file(path: Path) -> ModuleType:
 
 
 def _distribution_of_module(module_name: str) -> tuple[str, str]:
-    top = module_name.split(".")[0]
-    names = importlib.metadata.packages_distributions().get(top, [])
-    if names:
-        return names[0], importlib.metadata.version(names[0])
-    return "", ""
+    names = importlib.metadata.packages_distributions().get(module_name.split(".")[0], [])
+    return (names[0], importlib.metadata.version(names[0])) if names else (module_name, "")
 
 
-def _load_requested(item: str) -> tuple[object, PluginInfo]:
+def _import_requested(request: Request) -> tuple[object, PluginInfo]:
+    item = request.value
     is_file = item.endswith(".py") or os.sep in item or "/" in item
     try:
         if is_file:
             path = Path(item)
             if not path.is_file():
-                raise PluginError(f"--plugin {item}: no such file")
+                raise PluginError(f"{request}: no such file")
             module = _import_file(path)
-            info = PluginInfo(name=path.stem, distribution=str(path), version="", source="--plugin")
+            info = PluginInfo(name=path.stem, distribution=str(path), version="", source=request.source)
         else:
             module = importlib.import_module(item)
             distribution, version = _distribution_of_module(item)
-            info = PluginInfo(name=item, distribution=distribution or item, version=version, source="--plugin")
+            info = PluginInfo(name=item, distribution=distribution, version=version, source=request.source)
     except PluginError:
         raise
     except ModuleNotFoundError as error:
         if error.name == item:
             raise PluginError(
-                f"--plugin {item}: no module named {item!r}; give an importable module or a path to a .py file"
+                f"{request}: no module named {item!r}; give an importable module or a path to a .py file"
             ) from error
-        raise PluginError(f"--plugin {item}: error importing plugin: {type(error).__name__}: {error}") from error
+        raise PluginError(f"{request}: error importing plugin: {type(error).__name__}: {error}") from error
     except Exception as error:
-        raise PluginError(f"--plugin {item}: error importing plugin: {type(error).__name__}: {error}") from error
-    info.plugin = module
+        raise PluginError(f"{request}: error importing plugin: {type(error).__name__}: {error}") from error
     return module, info
+
+
+def _strict(environ: Mapping[str, str]) -> bool:
+    return environ.get("ESQ_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+
+
+def _fail(info: PluginInfo, error: PluginError, fatal: bool) -> None:
+    """A plugin broke a rule: fatal (strict mode, or asked for by the user) or a warning."""
+    if fatal:
+        suffix = " (ESQ_STRICT_PLUGINS is set)" if info.source == "entry point" else ""
+        raise PluginError(f"{error}{suffix}") from error
+    info.status, info.error, info.plugin = "failed", str(error), None
+    info.specs.clear()
+    log.warning("esq: %s; skipped it (set ESQ_STRICT_PLUGINS=1 to make this an error)", error)
 
 
 def installed_entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -196,8 +277,32 @@ def installed_entry_points() -> list[importlib.metadata.EntryPoint]:
     return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
-def _strict(environ: Mapping[str, str]) -> bool:
-    return environ.get("ESQ_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+def _entry_point_info(entry_point: importlib.metadata.EntryPoint) -> PluginInfo:
+    dist = entry_point.dist
+    return PluginInfo(
+        name=entry_point.name,
+        distribution=dist.name if dist else entry_point.value,
+        version=dist.version if dist else "",
+        source="entry point",
+    )
+
+
+def _load_entry_point(
+    manager: pluggy.PluginManager, entry_point: importlib.metadata.EntryPoint, strict: bool
+) -> PluginInfo:
+    info = _entry_point_info(entry_point)
+    try:
+        try:
+            plugin = entry_point.load()
+        except Exception as error:
+            raise PluginError(
+                f"plugin {info.name!r} ({info.distribution} {info.version}) failed to import: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        admit(manager, plugin, info)
+    except PluginError as error:
+        _fail(info, error, strict)
+    return info
 
 
 def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Plugins:
@@ -208,64 +313,47 @@ def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | Non
     ``environ`` (default ``os.environ``) is read first, as a comma-separated list.
     """
     environ = os.environ if environ is None else environ
-    loads, blocked = _parse_requests(requested_plugins(requested, environ))
+    requests = requested_plugins(requested, environ)
+    blocked = _blocked(requests)
     strict = _strict(environ)
-    manager = _new_manager()
-    infos: list[PluginInfo] = []
+    manager = new_manager()
 
     from esq import pipelines
 
-    core = PluginInfo(name="esq", distribution=CORE_DISTRIBUTION, version=core_version(), source="builtin")
-    core.plugin = pipelines
-    _register(manager, pipelines, core)
-    infos.append(core)
-
+    infos = [
+        admit(
+            manager,
+            pipelines,
+            PluginInfo(name="esq", distribution=CORE_DISTRIBUTION, version=core_version(), source="builtin"),
+        )
+    ]
+    matched: set[str] = set()
     for entry_point in installed_entry_points():
-        infos.append(_load_entry_point(manager, entry_point, blocked, strict))
+        info = _entry_point_info(entry_point)
+        names = {_normalise(info.name), _normalise(info.distribution)} & blocked.keys()
+        if names:
+            matched |= names
+            info.status = "blocked"
+            infos.append(info)
+        else:
+            infos.append(_load_entry_point(manager, entry_point, strict))
+    installed = [_normalise(name) for info in infos for name in (info.name, info.distribution)]
+    for name in blocked.keys() - matched:
+        log.warning(
+            "esq: %s blocks nothing: no installed plugin is called %r%s",
+            blocked[name],
+            name,
+            did_you_mean(name, installed),
+        )
 
-    for item in loads:
-        plugin, info = _load_requested(item)
+    for request in requests:
+        if request.value.startswith("no:"):
+            continue
+        plugin, info = _import_requested(request)
         if manager.is_registered(plugin):
             continue
-        _register(manager, plugin, info)
-        infos.append(info)
-
-    manager.check_pending()
-    return Plugins(manager, infos)
-
-
-def _load_entry_point(
-    manager: pluggy.PluginManager,
-    entry_point: importlib.metadata.EntryPoint,
-    blocked: set[str],
-    strict: bool,
-) -> PluginInfo:
-    dist = entry_point.dist
-    info = PluginInfo(
-        name=entry_point.name,
-        distribution=dist.name if dist else entry_point.value,
-        version=dist.version if dist else "",
-        source="entry point",
-    )
-    if {_normalise(info.name), _normalise(info.distribution)} & blocked:
-        info.status = "blocked"
-        return info
-    try:
-        try:
-            plugin = entry_point.load()
-        except Exception as error:
-            raise PluginError(
-                f"plugin {info.name!r} ({info.distribution} {info.version}) failed to import: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        info.plugin = plugin
-        _register(manager, plugin, info)
-    except PluginError as error:
-        if strict:
-            raise PluginError(f"{error} (ESQ_STRICT_PLUGINS is set)") from error
-        info.status, info.error, info.plugin = "failed", str(error), None
-        log.warning("esq: %s; skipped it (set ESQ_STRICT_PLUGINS=1 to make this an error)", error)
-    return info
+        infos.append(admit(manager, plugin, info))
+    return Plugins(manager, infos, strict)
 
 
 _current: Plugins | None = None
@@ -278,7 +366,7 @@ def use_plugins(requested: Sequence[str] = ()) -> Plugins:
     Asking again for the same plugins, in the same environment, reuses the loaded set.
     """
     global _current, _current_key
-    key = (*requested_plugins(requested, os.environ), os.environ.get("ESQ_STRICT_PLUGINS", ""))
+    key = (*map(str, requested_plugins(requested, os.environ)), os.environ.get("ESQ_STRICT_PLUGINS", ""))
     if _current is None or key != _current_key:
         _current, _current_key = load_plugins(requested), key
     return _current

@@ -25,24 +25,7 @@ from typing import Any
 
 from esq.errors import ConfigError, PluginError, UnknownNameError
 from esq.names import did_you_mean
-from esq.specs import (
-    BackboneSpec,
-    DegradationSpec,
-    MetricSpec,
-    PipelineSpec,
-    QuantizerSpec,
-    RetrieverSpec,
-    Spec,
-)
-
-KINDS: dict[str, tuple[str, type[Spec]]] = {
-    "backbones": ("esq_backbones", BackboneSpec),
-    "quantizers": ("esq_quantizers", QuantizerSpec),
-    "metrics": ("esq_metrics", MetricSpec),
-    "degradations": ("esq_degradations", DegradationSpec),
-    "retrievers": ("esq_retrievers", RetrieverSpec),
-    "pipelines": ("esq_pipelines", PipelineSpec),
-}
+from esq.specs import KINDS, Spec
 
 # Where users get the components of a kind when none is installed.
 PROVIDERS = {
@@ -82,27 +65,8 @@ class Registry:
 
     @classmethod
     def build(cls, kind: str, plugins: Iterable[Any]) -> Registry:
-        """Call the hook of ``kind`` on each plugin (``PluginInfo``) and collect the specs."""
-        hook, spec_type = KINDS[check_kind(kind)]
-        specs = []
-        for info in plugins:
-            implementation = getattr(info.plugin, hook, None)
-            if implementation is None:
-                continue
-            try:
-                returned = list(implementation() or [])
-            except Exception as error:
-                raise PluginError(
-                    f"plugin {info.name!r} ({info.distribution}) failed in {hook}(): {type(error).__name__}: {error}"
-                ) from error
-            for spec in returned:
-                if not isinstance(spec, spec_type):
-                    raise PluginError(
-                        f"plugin {info.name!r} ({info.distribution}): {hook}() returned "
-                        f"{type(spec).__name__}, expected {spec_type.__name__}"
-                    )
-                specs.append(dataclasses.replace(spec, distribution=info.distribution, version=info.version))
-        return cls(kind, specs)
+        """The specs of ``kind`` that the plugins (``PluginInfo``, loaded) provide."""
+        return cls(check_kind(kind), [spec for info in plugins for spec in info.specs.get(kind, [])])
 
     def _add(self, spec: Spec) -> None:
         existing = self._specs.get(spec.name)
@@ -150,23 +114,19 @@ class Registry:
         return spec.build(**options)
 
 
-def accepted_options(builder: Any) -> tuple[list[str], bool]:
-    """The keyword names ``builder`` takes, and whether it takes ``**kwargs`` too."""
-    if dataclasses.is_dataclass(builder):
-        return [f.name for f in dataclasses.fields(builder) if f.init], False
-    try:
-        parameters = inspect.signature(builder).parameters.values()
-    except (TypeError, ValueError):
-        return [], True
-    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
-
-
 def check_options(what: str, builder: Any, options: dict[str, Any]) -> None:
-    names, open_ended = accepted_options(builder)
-    if open_ended:
+    """An option ``builder`` does not take, or a required one missing, is a ``ConfigError``."""
+    try:
+        parameters = list(inspect.signature(builder).parameters.values())
+    except (TypeError, ValueError):
         return
-    for option in options:
-        if option not in names:
-            accepted = ", ".join(names) if names else "none"
-            raise ConfigError(f"{what} has no option {option!r}{did_you_mean(option, names)}; options: {accepted}")
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [p.name for p in named]
+    listed = ", ".join(names) or "none"
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        for option in options:
+            if option not in names:
+                raise ConfigError(f"{what} has no option {option!r}{did_you_mean(option, names)}; options: {listed}")
+    missing = [p.name for p in named if p.default is p.empty and p.name not in options]
+    if missing:
+        raise ConfigError(f"{what} needs option {missing[0]!r}; options: {listed}")

@@ -44,4 +44,6 @@ class RunContext:
 
         from esq.console import stderr
 
-        yield from track(items, description=description, total=total, console=stderr, transient=True)
+        yield from track(
+            items, description=description, total=total, console=stderr, transient=True, disable=not stderr.is_terminal
+        )

@@ -146,3 +146,14 @@ class PipelineSpec(Spec):
 
     def builder(self) -> Callable[..., Any]:
         return self.config
+
+
+# Each component kind: the hook that provides it and the spec type that hook returns.
+KINDS: dict[str, tuple[str, type[Spec]]] = {
+    "backbones": ("esq_backbones", BackboneSpec),
+    "quantizers": ("esq_quantizers", QuantizerSpec),
+    "metrics": ("esq_metrics", MetricSpec),
+    "degradations": ("esq_degradations", DegradationSpec),
+    "retrievers": ("esq_retrievers", RetrieverSpec),
+    "pipelines": ("esq_pipelines", PipelineSpec),
+}

@@ -59,6 +59,17 @@ def plugin_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return debug_option(command)
 
 
+def one_line(error: Exception) -> str:
+    """What the CLI prints for ``error``: an ``EsqError``'s message, or a hint to use ``--debug``;
+    notes added on the way (such as the run log's path) follow in parentheses."""
+    if isinstance(error, EsqError):
+        message = str(error)
+    else:
+        message = f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)"
+    notes = "; ".join(getattr(error, "__notes__", []))
+    return f"{message} ({notes})" if notes else message
+
+
 class EsqGroup(click.Group):
     """Core commands load lazily; plugins add theirs through ``esq_commands``."""
 
@@ -69,7 +80,7 @@ class EsqGroup(click.Group):
     def _load_plugin_commands(self) -> None:
         if not self._plugin_commands_loaded:
             self._plugin_commands_loaded = True
-            use_plugins().manager.hook.esq_commands(cli=self)
+            use_plugins().add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -87,16 +98,10 @@ class EsqGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except EsqError as error:
-            if _debug_requested(ctx):
-                raise
-            raise click.ClickException(str(error)) from None
         except Exception as error:
             if _debug_requested(ctx):
                 raise
-            raise click.ClickException(
-                f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)"
-            ) from None
+            raise click.ClickException(one_line(error)) from None
 
 
 def make_cli() -> EsqGroup:
@@ -124,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("esq").addHandler(handler)
     try:
         make_cli().main(args=argv, prog_name="esq")
-    except EsqError as error:
-        # Raised while loading plugins for the command list, before a command runs.
+    except Exception as error:
+        # Raised outside a command (loading plugins' commands for `esq --help`).
         if "--debug" in (argv if argv is not None else sys.argv) or os.environ.get("ESQ_DEBUG", "") not in ("", "0"):
             raise
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {one_line(error)}", err=True)
         sys.exit(1)

@@ -8,20 +8,12 @@ import click
 
 from esq.cli.main import plugin_options
 from esq.cli.output import print_json, print_table
-from esq.errors import EsqError
 from esq.plugins import PluginInfo, use_plugins
-from esq.registry import KINDS, Registry
 
 
-def provided(info: PluginInfo) -> dict[str, list[str]] | str:
-    """The components ``info``'s plugin provides, by kind (or the error its hooks raised)."""
-    if info.status != "loaded":
-        return {}
-    try:
-        found = {kind: Registry.build(kind, [info]).names() for kind in KINDS}
-    except EsqError as error:
-        return str(error)
-    return {kind: names for kind, names in found.items() if names}
+def provided(info: PluginInfo) -> dict[str, list[str]]:
+    """The components ``info``'s plugin provides, by kind."""
+    return {kind: [spec.name for spec in specs] for kind, specs in info.specs.items() if specs}
 
 
 def plugin_row(info: PluginInfo) -> dict[str, Any]:
@@ -32,14 +24,12 @@ def plugin_row(info: PluginInfo) -> dict[str, Any]:
         "version": info.version,
         "source": info.source,
         "status": status,
-        "hooks": info.hooks(),
+        "hooks": info.hooks,
         "provides": provided(info),
     }
 
 
-def _provides_text(provides: dict[str, list[str]] | str) -> str:
-    if isinstance(provides, str):
-        return provides
+def _provides_text(provides: dict[str, list[str]]) -> str:
     return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in provides.items())
 
 

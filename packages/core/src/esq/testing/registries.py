@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from esq.plugins import PluginInfo
+from esq.plugins import PluginInfo, admit, new_manager
 from esq.registry import Registry
 
 
 def registry_of(kind: str, *plugins: object) -> Registry:
     """The registry of ``kind`` that ``plugins`` (modules or objects with hook functions) give.
 
+    Each plugin goes through the same checks as an installed one, and a broken one raises
+    ``PluginError``.
+
     >>> from esq import pipelines
     >>> registry_of("pipelines", pipelines).names()
     ['demo']
     """
+    manager = new_manager()
     infos = [
-        PluginInfo(
-            name=getattr(p, "__name__", type(p).__name__), distribution="(test)", version="", source="test", plugin=p
+        admit(
+            manager,
+            plugin,
+            PluginInfo(
+                name=getattr(plugin, "__name__", type(plugin).__name__),
+                distribution="(test)",
+                version="",
+                source="test",
+            ),
         )
-        for p in plugins
+        for plugin in plugins
     ]
     return Registry.build(kind, infos)
