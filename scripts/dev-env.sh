@@ -18,6 +18,6 @@ for package in packages/*/; do
 done
 echo "esq: installing ${packages[*]} into $venv" >&2
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" \
-  -r tools.txt 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  -r tools.txt 2> >(grep -v "is ignored: it is neither" >&2)
 "$venv/bin/esq" --version >/dev/null
 echo "$wanted" > "$stamp"

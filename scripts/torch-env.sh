@@ -10,7 +10,7 @@ if [ ! -f "$stamp" ]; then
   echo "esq: installing torch 2.14.1 and torchvision 0.29.1 into $torch_env (once)" >&2
   python3.11 -m venv --clear "$torch_env"
   "$torch_env/bin/pip" install --quiet --disable-pip-version-check \
-    torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    torch==2.14.1 torchvision==0.29.1 2> >(grep -v "is ignored: it is neither" >&2)
   "$torch_env/bin/python" -c 'import torch, torchvision' >&2
   touch "$stamp"
 fi

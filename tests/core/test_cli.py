@@ -165,7 +165,8 @@ def test_a_crashing_pipeline_is_one_line_with_a_hint(tmp_path):
     )
     result = esq("run", "crash", "--plugin", str(path), "--output-dir", str(tmp_path / "runs"))
     assert result.exit_code == 1
-    assert (
-        result.stderr
-        == "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback)\n"
+    (directory,) = (tmp_path / "runs" / "crash").iterdir()
+    assert result.stderr == (
+        "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback) "
+        f"(run log: {directory / 'run.log'})\n"
     )

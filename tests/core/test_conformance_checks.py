@@ -54,7 +54,7 @@ def test_check_metric_catches_missing_input_validation():
 
 
 def test_check_metric_catches_a_metric_without_options():
-    with pytest.raises(AssertionError, match="must expose `options`"):
+    with pytest.raises(AssertionError, match=r"lacks options \(Metric protocol\)"):
         check_metric(spec("metrics", "mean_distance", factory=lambda: lambda x, y: 0.0))
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -34,3 +37,24 @@ def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with what strict JSON cannot hold replaced: NaN and infinities become ``None``,
+    NumPy scalars and arrays plain numbers and lists, paths and tuples strings and lists."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "tolist"):
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (no NaN or Infinity tokens), indented for people."""
+    return json.dumps(json_ready(value), indent=2, allow_nan=False)

@@ -111,7 +111,10 @@ class Registry:
         """Build component ``name``; an option its factory does not take is an error."""
         spec = self.spec(name)
         check_options(f"{self.singular} {name!r}", spec.builder(), options)
-        return spec.build(**options)
+        try:
+            return spec.build(**options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{self.singular} {name!r} with options {options}: {error}") from error
 
 
 def check_options(what: str, builder: Any, options: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from typing import Any
 
 from esq.config import config_to_dict, write_config
 from esq.errors import PluginError
-from esq.files import write_atomic
-from esq.plugins import core_version
+from esq.files import to_json, write_atomic
+from esq.plugins import core_version, current_plugins
 from esq.results import Results, RunContext
 from esq.seeding import seed_everything
 from esq.specs import PipelineSpec
@@ -49,14 +48,6 @@ def new_run_directory(output_dir: Path, pipeline: str, name: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{parent}: too many runs named {stem}")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
@@ -92,9 +83,10 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
                 f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
             )
         log.info("finished in %.1f s: %d result rows", time.time() - started, len(results.rows))
-    except BaseException as error:
+    except Exception as error:
         # The traceback goes to run.log only; the console shows the error's one line.
         log.debug("run %s failed: %s", spec.name, error, exc_info=True)
+        error.add_note(f"run log: {directory / 'run.log'}")
         raise
     finally:
         root.removeHandler(handler)
@@ -107,9 +99,13 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
         "started": datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
         "config": config_to_dict(config),
+        "plugins": [
+            {"name": info.name, "distribution": info.distribution, "version": info.version, "source": info.source}
+            for info in current_plugins().loaded()
+        ],
         "summary": results.summary,
         "rows": results.rows,
     }
-    write_atomic(directory / "results.json", json.dumps(document, indent=2, default=_json_default) + "\n")
+    write_atomic(directory / "results.json", to_json(document) + "\n")
     write_atomic(directory / "results.csv", rows_to_csv(results.rows))
     return Run(directory, results)

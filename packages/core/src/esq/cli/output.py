@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from esq.console import stdout
+from esq.files import to_json
 
 
 def format_cell(value: Any) -> str:
@@ -35,4 +35,5 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[st
 
 
 def print_json(data: Any) -> None:
-    stdout.print_json(json.dumps(data, default=str))
+    """Strict JSON on stdout: non-finite numbers become null (a range's open end, a NaN)."""
+    stdout.print_json(to_json(data))

@@ -13,7 +13,7 @@ from typing import Any
 
 from esq.config import PipelineConfig
 from esq.errors import ConfigError
-from esq.registry import Registry
+from esq.registry import check_options
 from esq.results import Results, RunContext
 
 
@@ -33,23 +33,45 @@ class DemoConfig(PipelineConfig):
     )
 
     def __post_init__(self) -> None:
-        for option in ("samples", "feature_dim", "clusters"):
-            if getattr(self, option) < 1:
-                raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be at least 0, got {self.steps}")
-        _check_names(self)
+        super().__post_init__()
+        for option, least in (("samples", 2), ("feature_dim", 1), ("clusters", 1), ("steps", 0)):
+            if getattr(self, option) < least:
+                raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
+        _check_components(self)
 
 
-def _check_names(config: DemoConfig) -> None:
-    """Unknown component names fail while the config is built, before a run directory exists."""
+def quantizer_names(config: DemoConfig) -> list[str]:
+    """The quantizers the demo runs: those named, or every installed one."""
+    from esq import registry
+
+    return config.quantizers if config.quantizers is not None else registry("quantizers").names()
+
+
+def metric_names(config: DemoConfig) -> list[str]:
+    """The metrics the demo computes: those named, or every installed similarity metric."""
+    from esq import registry
+
+    if config.metrics is not None:
+        return config.metrics
+    return [spec.name for spec in registry("metrics").specs() if spec.kind == "similarity"]
+
+
+def _check_components(config: DemoConfig) -> None:
+    """Component names and options are checked while the config is built, before a run starts."""
     from esq import registry
 
     quantizers, metrics = registry("quantizers"), registry("metrics")
-    for name in [*(config.quantizers or []), *config.quantizer_options]:
-        quantizers.spec(name)
-    for name in config.metrics or []:
+    for kind, names in (("quantizer", quantizer_names(config)), ("similarity metric", metric_names(config))):
+        if not names:
+            raise ConfigError(
+                f"esq run demo needs at least one {kind}: install one (for example esq-quantizers, "
+                "esq-metrics or examples/esq-plugin-example) or load one with --plugin"
+            )
+    for name in metric_names(config):
         metrics.spec(name)
+    for name in [*quantizer_names(config), *config.quantizer_options]:
+        options = {"input_dim": config.feature_dim, **config.quantizer_options.get(name, {})}
+        check_options(f"quantizer_options.{name}: quantizer {name!r}", quantizers.spec(name).builder(), options)
 
 
 def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: int) -> Any:
@@ -60,16 +82,6 @@ def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: in
     centres = rng.normal(size=(clusters, feature_dim))
     labels = rng.integers(clusters, size=samples)
     return (centres[labels] + 0.3 * rng.normal(size=(samples, feature_dim))).astype(np.float32)
-
-
-def _selected(registry: Registry, requested: list[str] | None, kind: str) -> list[str]:
-    names = requested if requested is not None else registry.names()
-    if not names:
-        raise ConfigError(
-            f"esq run demo needs at least one {kind}: install one (for example `pip install "
-            f"-e packages/plugins-{registry.kind}`) or load one with --plugin"
-        )
-    return names
 
 
 def _fit(quantizer: Any, features: Any, steps: int, learning_rate: float) -> None:
@@ -95,14 +107,11 @@ def run(config: DemoConfig, context: RunContext) -> Results:
     from esq import registry
 
     quantizers, metrics = registry("quantizers"), registry("metrics")
-    quantizer_names = _selected(quantizers, config.quantizers, "quantizer")
-    similarity = [spec.name for spec in metrics.specs() if spec.kind == "similarity"]
-    metric_names = _selected(metrics, config.metrics if config.metrics is not None else similarity, "similarity metric")
     features = synthetic_embeddings(config.samples, config.feature_dim, config.clusters, config.seed)
     tokens = torch.from_numpy(features).unsqueeze(0)
-    scorers = {name: metrics.create(name) for name in metric_names}
+    scorers = {name: metrics.create(name) for name in metric_names(config)}
     rows = []
-    for name in context.progress(quantizer_names, "quantizers"):
+    for name in context.progress(quantizer_names(config), "quantizers"):
         options = {"input_dim": config.feature_dim, **config.quantizer_options.get(name, {})}
         quantizer = quantizers.create(name, **options)
         _fit(quantizer, tokens, config.steps, config.learning_rate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from esq.components import Backbone
 from esq.specs import BackboneSpec
 from esq.testing.common import build, ensure, expect_rejected, rebuild
 
@@ -19,7 +20,7 @@ def check_backbone(spec: BackboneSpec, image_size: int = 32, **options: Any) -> 
     import torch
 
     torch.manual_seed(0)
-    backbone = build(spec, options)
+    backbone = build(spec, options, Backbone)
     layers = backbone.layers()
     ensure(
         isinstance(layers, list) and layers and all(isinstance(n, str) for n in layers),
@@ -52,9 +53,9 @@ def check_backbone(spec: BackboneSpec, image_size: int = 32, **options: Any) -> 
     )
     expect_rejected(spec.name, "an unknown layer name", lambda: backbone.features(images, ["no_such_layer"]))
     torch.manual_seed(2)
-    one = build(spec, options)
+    one = build(spec, options, Backbone)
     torch.manual_seed(2)
-    two = rebuild(spec, one)
+    two = rebuild(spec, one, Backbone)
     ensure(
         torch.equal(one.features(images, [first])[first], two.features(images, [first])[first]),
         f"{spec.name}: a backbone rebuilt from its `options` under the same seed gives other features",

@@ -15,19 +15,32 @@ def ensure(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def build(spec: ComponentSpec, options: dict[str, Any]) -> Any:
+def protocol_members(protocol: type) -> list[str]:
+    """The attributes and methods a component protocol of ``esq.components`` promises."""
+    methods = [name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")]
+    return [
+        *getattr(protocol, "__annotations__", {}),
+        *methods,
+        *(["__call__"] if "__call__" in vars(protocol) else []),
+    ]
+
+
+def build(spec: ComponentSpec, options: dict[str, Any], protocol: type) -> Any:
+    """The component, after checking it has every member of its ``protocol``."""
     component = spec.factory(**options)
+    missing = [name for name in protocol_members(protocol) if not hasattr(component, name)]
+    ensure(not missing, f"{spec.name}: the component lacks {', '.join(missing)} ({protocol.__name__} protocol)")
     ensure(
-        isinstance(getattr(component, "options", None), dict),
-        (f"{spec.name}: the component must expose `options`, a dict of the options it was built with"),
+        isinstance(component.options, dict),
+        f"{spec.name}: the component must expose `options`, a dict of the options it was built with",
     )
     return component
 
 
-def rebuild(spec: ComponentSpec, component: Any) -> Any:
+def rebuild(spec: ComponentSpec, component: Any, protocol: type) -> Any:
     """The component built again from its own ``options`` (the round trip every check makes)."""
     try:
-        return spec.factory(**component.options)
+        return build(spec, component.options, protocol)
     except TypeError as error:
         raise AssertionError(f"{spec.name}: factory(**component.options) failed: {error}") from error
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from esq.components import Degradation
 from esq.specs import DegradationSpec
 from esq.testing.common import build, ensure, rebuild
 
@@ -28,7 +29,7 @@ def check_degradation(spec: DegradationSpec, **options: Any) -> None:
     """
     import torch
 
-    degradation = build(spec, options)
+    degradation = build(spec, options, Degradation)
     levels = list(degradation.levels)
     ensure(len(levels) > 0, f"{spec.name}: levels must not be empty")
     images = _images()
@@ -59,7 +60,8 @@ def check_degradation(spec: DegradationSpec, **options: Any) -> None:
     )
     ensure(
         torch.equal(
-            rebuild(spec, degradation).apply(images, levels[-1], seed=0), degradation.apply(images, levels[-1], seed=0)
+            rebuild(spec, degradation, Degradation).apply(images, levels[-1], seed=0),
+            degradation.apply(images, levels[-1], seed=0),
         ),
         f"{spec.name}: a degradation rebuilt from its `options` gives other images",
     )

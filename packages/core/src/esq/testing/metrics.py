@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from esq.components import MetricResult
+from esq.components import Metric, MetricResult
 from esq.specs import MetricSpec
 from esq.testing.common import build, ensure, expect_rejected, rebuild
 
@@ -40,14 +40,14 @@ def check_metric(spec: MetricSpec, **options: Any) -> None:
     ``higher_is_better``; inputs are not modified; 1-D, non-finite and mismatched inputs are
     rejected with an ``EsqError``.
     """
-    metric = build(spec, options)
+    metric = build(spec, options, Metric)
     x, close, far = _inputs(spec.kind)
     copies = (x.copy(), close.copy())
     value = _value(spec, metric, x, close)
     ensure(np.array_equal(x, copies[0]) and np.array_equal(close, copies[1]), f"{spec.name}: modified its input")
     ensure(_value(spec, metric, x, close) == value, f"{spec.name}: two calls on the same input differ")
     ensure(
-        _value(spec, rebuild(spec, metric), x, close) == value,
+        _value(spec, rebuild(spec, metric, Metric), x, close) == value,
         (f"{spec.name}: a metric rebuilt from its `options` gives another value"),
     )
     far_value = _value(spec, metric, x, far)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from esq.components import QuantizerOutput
+from esq.components import Quantizer, QuantizerOutput
 from esq.errors import EsqError
 from esq.specs import QuantizerSpec
 from esq.testing.common import build, ensure, expect_rejected, rebuild
@@ -44,7 +44,7 @@ def check_quantizer(spec: QuantizerSpec, input_dim: int = 16, **options: Any) ->
     import torch
 
     torch.manual_seed(0)
-    quantizer = build(spec, {"input_dim": input_dim, **options})
+    quantizer = build(spec, {"input_dim": input_dim, **options}, Quantizer)
     ensure(quantizer.options.get("input_dim") == input_dim, f"{spec.name}: options must record input_dim")
     generator = torch.Generator().manual_seed(1)
     tokens = torch.randn(2, 5, input_dim, generator=generator)
@@ -75,9 +75,9 @@ def check_quantizer(spec: QuantizerSpec, input_dim: int = 16, **options: Any) ->
         spec.name, f"features of dimension {input_dim + 1}", lambda: quantizer(wrong), (EsqError, ValueError)
     )
     torch.manual_seed(2)
-    first = build(spec, {"input_dim": input_dim, **options}).eval()
+    first = build(spec, {"input_dim": input_dim, **options}, Quantizer).eval()
     torch.manual_seed(2)
-    second = rebuild(spec, first).eval()
+    second = rebuild(spec, first, Quantizer).eval()
     with torch.no_grad():
         ensure(
             torch.equal(first(tokens).quantized, second(tokens).quantized),

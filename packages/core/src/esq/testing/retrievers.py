@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from esq.components import Retriever
 from esq.errors import EsqError
 from esq.specs import RetrieverSpec
 from esq.testing.common import build, ensure, expect_rejected, rebuild
@@ -27,7 +28,7 @@ def check_retriever(spec: RetrieverSpec, **options: Any) -> None:
     keys = rng.normal(size=(50, 8)).astype(np.float32)
     keys /= np.linalg.norm(keys, axis=1, keepdims=True)
     queries = keys[:5]
-    retriever = build(spec, options)
+    retriever = build(spec, options, Retriever)
     expect_rejected(spec.name, "search before index", lambda: retriever.search(queries, 3), (EsqError, ValueError))
     ensure(retriever.index(keys) is retriever, f"{spec.name}: index(keys) must return the retriever")
     scores, ids = (_numpy(a) for a in retriever.search(queries, 3))
@@ -45,5 +46,5 @@ def check_retriever(spec: RetrieverSpec, **options: Any) -> None:
     expect_rejected(
         spec.name, "k above the number of keys", lambda: retriever.search(queries, 51), (EsqError, ValueError)
     )
-    again = _numpy(rebuild(spec, retriever).index(keys).search(queries, 3)[1])
+    again = _numpy(rebuild(spec, retriever, Retriever).index(keys).search(queries, 3)[1])
     ensure(np.array_equal(again, ids), f"{spec.name}: a retriever rebuilt from its `options` returns other ids")
