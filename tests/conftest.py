@@ -44,6 +44,7 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(f"[esq]\n{entry_point or distribution} = {module}\n")
+        (info / "top_level.txt").write_text(f"{module}\n")
         return module
 
     return install

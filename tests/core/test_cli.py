@@ -120,6 +120,13 @@ BAD_INPUT = [
     (["list", "--plugin", "no:esq"], "core cannot be blocked"),
     (["run", "demo", "--plugin", FAKE, "--set", "quantizers=roundng"], "unknown quantizer 'roundng' (did you mean"),
     (["run", "demo", "--plugin", FAKE, "--set", "metrics=[1]"], "--set metrics[0]: expected str, got 1"),
+    (
+        ["run", "demo", "--plugin", FAKE, "--set", "quantizer_options.rounding.levls=3"],
+        "quantizer_options.rounding: quantizer 'rounding' has no option 'levls' (did you mean 'levels'?)",
+    ),
+    (["run", "demo", "--plugin", FAKE, "--set", "samples=1"], "samples must be at least 2, got 1"),
+    (["run", "echo", "--plugin", FAKE, "--seed", "-1"], "seed -1 must be between 0 and 2**32 - 1"),
+    (["run", "echo", "--plugin", FAKE, "--set", "name=a b/c"], "name 'a b/c' may hold only letters"),
 ]
 
 
@@ -170,3 +177,16 @@ def test_a_crashing_pipeline_is_one_line_with_a_hint(tmp_path):
         "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback) "
         f"(run log: {directory / 'run.log'})\n"
     )
+
+
+def test_list_json_is_strict_json_with_open_ranges_as_null():
+    rows = json.loads(esq("list", "metrics", "--json", "--plugin", FAKE).stdout, parse_constant=pytest.fail)
+    assert next(row for row in rows if row["name"] == "mean_distance")["range"] == [None, 0.0]
+
+
+def test_a_plugin_command_that_raises_is_a_warning_for_installed_plugins(install_plugin, caplog):
+    code = "from esq import hookimpl\n@hookimpl\ndef esq_commands(cli):\n    raise RuntimeError('no click')\n"
+    install_plugin("esq-cmd", "1.0", "cmd_raises", code)
+    result = esq("--help")
+    assert result.exit_code == 0 and "list" in result.stdout
+    assert "'esq-cmd' (esq-cmd) failed in esq_commands(): RuntimeError: no click; skipped it" in caplog.text

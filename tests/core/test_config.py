@@ -25,6 +25,7 @@ class Config(PipelineConfig):
     metrics: list[str] | None = None
     inner: Inner = field(default_factory=Inner)
     extra: dict[str, dict[str, int]] = field(default_factory=dict)
+    window: tuple[int, float] = (1, 2.0)
 
 
 def build(*layers):
@@ -85,6 +86,8 @@ def test_unknown_nested_option_is_named_with_its_path():
         ("metrics=[1]", "--set metrics[0]: expected str, got 1"),
         ("inner=3", "--set inner: expected Inner, got 3"),
         ("extra.q.r=x", "--set extra.q.r: expected int, got 'x'"),
+        ("window=[1, 2, 3]", "--set window: expected 2 items, got [1, 2, 3]"),
+        ("window=[1.5, 2]", "--set window[0]: expected int, got 1.5"),
     ],
 )
 def test_wrong_types_name_the_option_and_value(item, message):

@@ -123,7 +123,10 @@ def test_esq_plugins_variable_loads_and_blocks(install_plugin):
 def test_plugin_module_by_name_records_its_module(install_plugin):
     install_plugin("esq-acme", "1.0", "acme_module", QUANTIZER_PLUGIN.format(name="acme"))
     plugins = load_plugins(["no:esq-acme", "acme_module"])
-    assert plugins.registry("quantizers").spec("acme").distribution in ("esq-acme", "acme_module")
+    assert (plugins.registry("quantizers").spec("acme").distribution, by_name(plugins, "acme_module").version) == (
+        "esq-acme",
+        "1.0",
+    )
 
 
 def test_missing_plugin_file_is_one_clear_error(tmp_path):
@@ -158,3 +161,49 @@ def test_hook_raising_names_the_plugin(tmp_path):
     path.write_text("from esq import hookimpl\n@hookimpl\ndef esq_metrics():\n    raise KeyError('x')\n")
     with pytest.raises(PluginError, match="'hook_raises'.*failed in esq_metrics\\(\\): KeyError"):
         load_plugins([str(path)]).registry("metrics")
+
+
+def test_an_installed_plugin_whose_hook_raises_is_skipped_with_a_warning(install_plugin, caplog):
+    install_plugin(
+        "esq-bad-hook", "0.2", "bad_hook", "from esq import hookimpl\n@hookimpl\ndef esq_metrics():\n    1 / 0\n"
+    )
+    install_plugin("esq-good", "1.0", "good_beside_bad", QUANTIZER_PLUGIN.format(name="good"))
+    with caplog.at_level(logging.WARNING, logger="esq.plugins"):
+        plugins = load_plugins()
+    assert plugins.registry("quantizers").names() == ["good"] and plugins.registry("metrics").names() == []
+    assert "'esq-bad-hook' (esq-bad-hook) failed in esq_metrics(): ZeroDivisionError" in caplog.text
+    assert by_name(plugins, "esq-bad-hook").status == "failed"
+
+
+def test_an_installed_plugin_returning_an_invalid_spec_is_skipped(install_plugin):
+    install_plugin("esq-bad-spec", "0.2", "bad_spec", QUANTIZER_PLUGIN.format(name="Bad-Name"))
+    plugins = load_plugins()
+    assert "QuantizerSpec name 'Bad-Name' is invalid" in by_name(plugins, "esq-bad-spec").error
+    assert plugins.registry("quantizers").names() == []
+
+
+def test_functions_without_hookimpl_are_not_hooks(tmp_path):
+    path = tmp_path / "undecorated.py"
+    path.write_text(QUANTIZER_PLUGIN.format(name="plain").replace("@hookimpl\n", ""))
+    plugins = load_plugins([str(path)])
+    assert "plain" not in plugins.registry("quantizers") and by_name(plugins, "undecorated").hooks == []
+
+
+def test_blocking_a_name_that_is_not_installed_warns_with_a_suggestion(install_plugin, caplog):
+    install_plugin("esq-acme", "1.0", "acme_warn", QUANTIZER_PLUGIN.format(name="acme"))
+    with caplog.at_level(logging.WARNING, logger="esq.plugins"):
+        load_plugins(["no:esq-acne"])
+    assert "--plugin no:esq-acne blocks nothing: no installed plugin is called 'esq-acne' (did you mean 'esq-acme'" in (
+        caplog.text
+    )
+
+
+def test_errors_from_esq_plugins_name_the_variable(tmp_path):
+    with pytest.raises(PluginError, match=r"^ESQ_PLUGINS entry '.*gone\.py': no such file"):
+        load_plugins(environ={"ESQ_PLUGINS": str(tmp_path / "gone.py")})
+
+
+def test_optional_hooks_are_not_reported_as_unknown(tmp_path):
+    path = tmp_path / "optional.py"
+    path.write_text("from esq import hookimpl\n@hookimpl(optionalhook=True)\ndef esq_future_hook():\n    pass\n")
+    assert by_name(load_plugins([str(path)]), "optional").status == "loaded"

@@ -73,3 +73,14 @@ def test_pipeline_config_must_be_a_dataclass():
 def test_identical_specs_from_one_plugin_twice_are_one_entry():
     spec = QuantizerSpec(name="q", factory=dict, summary="s")
     assert Registry("quantizers", [spec, spec]).names() == ["q"]
+
+
+def test_a_missing_required_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="quantizer 'rounding' needs option 'input_dim'"):
+        registry_of("quantizers", fake_plugin).create("rounding")
+
+
+def test_a_factory_rejecting_its_options_is_a_config_error():
+    pytest.importorskip("torch")
+    with pytest.raises(ConfigError, match=r"^quantizer 'rounding' with options \{'input_dim': 'four'\}: "):
+        registry_of("quantizers", fake_plugin).create("rounding", input_dim="four")

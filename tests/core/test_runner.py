@@ -85,3 +85,17 @@ def test_the_run_is_seeded_from_the_config(tmp_path):
     again = run_pipeline(spec, SeedConfig(seed=5), tmp_path).results.rows
     other = run_pipeline(spec, SeedConfig(seed=6), tmp_path).results.rows
     assert first == again != other
+
+
+def test_results_record_the_plugins_and_files_get_the_usual_mode(tmp_path):
+    import os
+
+    run = run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path)
+    document = json.loads((run.directory / "results.json").read_text())
+    assert {"name": "esq", "distribution": "esq-core", "version": document["esq_version"], "source": "builtin"} in (
+        document["plugins"]
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.toml", "results.json", "results.csv"):
+        assert (run.directory / name).stat().st_mode & 0o777 == 0o666 & ~umask

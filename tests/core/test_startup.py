@@ -20,4 +20,5 @@ finally:
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["list"], ["list", "--json"], ["run", "--help"]])
 def test_command_does_not_import_torch(args):
     result = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     assert "TORCH_NOT_IMPORTED" in result.stderr, result.stderr
