@@ -61,11 +61,15 @@ def _check_components(config: DemoConfig) -> None:
     from esq import registry
 
     quantizers, metrics = registry("quantizers"), registry("metrics")
-    for kind, names in (("quantizer", quantizer_names(config)), ("similarity metric", metric_names(config))):
+    needs = (
+        ("quantizer", "esq-quantizers", quantizer_names(config)),
+        ("similarity metric", "esq-metrics", metric_names(config)),
+    )
+    for kind, distribution, names in needs:
         if not names:
             raise ConfigError(
-                f"esq run demo needs at least one {kind}: install one (for example esq-quantizers, "
-                "esq-metrics or examples/esq-plugin-example) or load one with --plugin"
+                f"esq run demo needs at least one {kind}: install {distribution} (or the example plugin, "
+                "examples/esq-plugin-example), or load one with --plugin"
             )
     for name in metric_names(config):
         metrics.spec(name)
