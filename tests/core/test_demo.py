@@ -20,54 +20,32 @@ def test_synthetic_embeddings_are_seeded():
     assert first.shape == (50, 8) and (first == again).all() and not (first == other).all()
 
 
-def test_demo_scores_each_quantizer_with_each_similarity_metric(tmp_path):
-    args = [
-        "run",
-        "demo",
-        "--plugin",
-        FAKE,
-        "--json",
-        "--output-dir",
-        str(tmp_path),
-        "--set",
-        "steps=20",
-        "--set",
-        "samples=128",
-        "--set",
-        'quantizers=["rounding"]',
-        "--set",
-        "quantizer_options.rounding.levels=4",
-    ]
-    result = CliRunner().invoke(make_cli(), args, catch_exceptions=False)
+def demo_rows(tmp_path, *settings):
+    """``esq run demo`` with the fake plugin on 128 samples; the rows as JSON."""
+    args = ["run", "demo", "--plugin", FAKE, "--json", "--output-dir", str(tmp_path), "--set", "samples=128"]
+    result = CliRunner().invoke(make_cli(), [*args, *settings], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    rows = [row for row in json.loads(result.stdout) if row["metric"] == "mean_distance"]
+    return json.loads(result.stdout)
+
+
+def test_demo_scores_each_quantizer_with_each_similarity_metric(tmp_path):
+    rows = demo_rows(
+        tmp_path, "--set", "steps=20", "--set", "quantizers=rounding", "--set", "quantizer_options.rounding.levels=4"
+    )
+    rows = [row for row in rows if row["metric"] == "mean_distance"]
     assert [row["quantizer"] for row in rows] == ["rounding"]
     (row,) = rows
     assert row["bits_per_vector"] == 8.0 and row["compression_ratio"] == 64 * 32 / 8.0
 
 
-def demo_rows(tmp_path, *settings):
-    args = [
-        "run",
-        "demo",
-        "--plugin",
-        FAKE,
-        "--json",
-        "--output-dir",
-        str(tmp_path),
-        "--set",
-        "samples=128",
-        "--set",
-        "metrics=mean_distance",
-        *settings,
-    ]
-    return json.loads(CliRunner().invoke(make_cli(), args, catch_exceptions=False).stdout)
-
-
 def test_demo_is_repeatable_under_a_seed_and_training_helps(tmp_path):
-    trained = demo_rows(tmp_path, "--seed", "1", "--set", "steps=200", "--set", "learning_rate=0.01")
-    again = demo_rows(tmp_path, "--seed", "1", "--set", "steps=200", "--set", "learning_rate=0.01")
-    untrained = demo_rows(tmp_path, "--seed", "1", "--set", "steps=0")
+    trained = demo_rows(
+        tmp_path, "--set", "metrics=mean_distance", "--seed", "1", "--set", "steps=200", "--set", "learning_rate=0.01"
+    )
+    again = demo_rows(
+        tmp_path, "--set", "metrics=mean_distance", "--seed", "1", "--set", "steps=200", "--set", "learning_rate=0.01"
+    )
+    untrained = demo_rows(tmp_path, "--set", "metrics=mean_distance", "--seed", "1", "--set", "steps=0")
     assert trained == again
     rounding = {
         name: next(r["value"] for r in rows if r["quantizer"] == "rounding")
