@@ -14,6 +14,7 @@ from esq.components import MetricResult, QuantizerOutput
 from esq.config import PipelineConfig
 from esq.errors import CheckpointError, ConfigError, DataError, EsqError, PluginError, UnknownNameError
 from esq.hookspecs import hookimpl
+from esq.lazy import lazy
 from esq.plugins import core_version
 from esq.registry import KINDS, Registry
 from esq.results import Results, RunContext
@@ -63,5 +64,6 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "hookimpl",
+    "lazy",
     "registry",
 ]

@@ -1,0 +1,142 @@
+"""What every esq quantizer shares: projection into and out of the bottleneck, the two input
+layouts, input checks, usage statistics, bits and compression ratio.
+
+A subclass sets ``codes_per_vector`` and ``code_radix`` (each vector's code is
+``codes_per_vector`` integers in ``[0, code_radix)``) and implements ``_quantize`` (training
+path, straight-through) and ``_lookup`` (codes to bottleneck vectors). In eval mode ``forward``
+returns ``decode(encode(x))`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from esq import ConfigError, DataError, QuantizerOutput
+
+
+def positive_int(name: str, value: Any, quantizer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{quantizer}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+class BottleneckQuantizer(nn.Module):
+    """``(b, n, input_dim)`` tokens or ``(b, input_dim, h, w)`` maps in, the same shape out."""
+
+    name = "quantizer"
+    codes_per_vector = 1
+    code_radix = 1
+
+    def __init__(self, input_dim: int, bottleneck_dim: int, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.input_dim = positive_int("input_dim", input_dim, self.name)
+        self.bottleneck_dim = positive_int("bottleneck_dim", bottleneck_dim, self.name)
+        self.options = {"input_dim": input_dim, "bottleneck_dim": bottleneck_dim, **options}
+        same = input_dim == bottleneck_dim
+        self.project_in = nn.Identity() if same else nn.Linear(input_dim, bottleneck_dim)
+        self.project_out = nn.Identity() if same else nn.Linear(bottleneck_dim, input_dim)
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``z``: ``(b, n, bottleneck_dim)`` -> quantized ``z``, codes ``(b, n[, q])``, loss."""
+        raise NotImplementedError
+
+    def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(b, n[, q])`` -> bottleneck vectors ``(b, n, bottleneck_dim)``."""
+        raise NotImplementedError
+
+    # -- the interface -----------------------------------------------------------------------
+    @property
+    def bits_per_vector(self) -> float:
+        """Exact information per vector: ``codes_per_vector · log2(code_radix)``."""
+        return self.codes_per_vector * math.log2(self.code_radix)
+
+    def compression_ratio(self, feature_dim: int) -> float:
+        """``feature_dim × 32 / bits_per_vector``: float32 features against their codes."""
+        return feature_dim * 32 / self.bits_per_vector
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.ndim not in (3, 4):
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise DataError(
+                f"{self.name}: expected (b, n, {self.input_dim}) tokens or (b, {self.input_dim}, h, w) maps, "
+                f"got {shape}"
+            )
+        got = x.shape[-1] if x.ndim == 3 else x.shape[1]
+        if got != self.input_dim:
+            where = "last" if x.ndim == 3 else "channel (second)"
+            raise DataError(
+                f"{self.name}: expected feature dimension {self.input_dim} in the {where} axis, got {got} "
+                f"(shape {tuple(x.shape)}); build the quantizer with input_dim={got} or fix the features"
+            )
+        if not torch.isfinite(x).all():
+            raise DataError(f"{self.name}: the features contain NaN or infinite values")
+        return x.float() if x.ndim == 3 else rearrange(x.float(), "b d h w -> b (h w) d")
+
+    def _as_maps(self, tokens: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return tokens if like.ndim == 3 else rearrange(tokens, "b (h w) d -> b d h w", h=like.shape[2])
+
+    def _codes_layout(self, codes: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return codes if like.ndim == 3 else rearrange(codes, "b (h w) ... -> b h w ...", h=like.shape[2])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes: ``(b, n[, q])`` for tokens, ``(b, h, w[, q])`` for maps. Changes no state."""
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                _, codes, _ = self._quantize(self.project_in(self._tokens(x)))
+        finally:
+            self.train(training)
+        return self._codes_layout(codes.long(), x)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes from ``encode`` back to features in the input's layout."""
+        extra = 1 if self.codes_per_vector > 1 else 0
+        if codes.ndim == 3 + extra:
+            flat = rearrange(codes, "b h w ... -> b (h w) ...")
+            return rearrange(self.project_out(self._lookup(flat)), "b (h w) d -> b d h w", h=codes.shape[1])
+        return self.project_out(self._lookup(codes))
+
+    def forward(self, x: torch.Tensor) -> QuantizerOutput:
+        """Quantize ``x``; in training the output carries gradients to ``x`` (straight-through)."""
+        tokens = self._tokens(x)
+        quantized, codes, loss = self._quantize(self.project_in(tokens))
+        if not self.training:
+            quantized = self._lookup(codes)
+        stats = usage_stats(codes, self.code_radix)
+        output = self._as_maps(self.project_out(quantized), x)
+        return QuantizerOutput(output, self._codes_layout(codes.long(), x), loss.reshape(()), stats)
+
+
+def usage_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Codebook usage in this batch: fraction of codes used, perplexity, dead (unused) codes.
+
+    With several codes per vector (residual levels), each level counts separately and the
+    figures are averaged over levels. Codes of -1 (levels dropped in training) are ignored.
+    """
+    levels = codes.reshape(-1, codes.shape[-1]) if codes.ndim == 3 else codes.reshape(-1, 1)
+    usage, perplexity, dead = [], [], []
+    for level in levels.T:
+        level = level[level >= 0].long()
+        if level.numel() == 0:
+            continue
+        counts = torch.bincount(level, minlength=codebook_size).double()
+        probabilities = counts / counts.sum()
+        nonzero = probabilities[probabilities > 0]
+        used = int((counts > 0).sum())
+        usage.append(used / codebook_size)
+        perplexity.append(float(torch.exp(-(nonzero * nonzero.log()).sum())))
+        dead.append(codebook_size - used)
+    if not usage:
+        return {"codebook_usage": 0.0, "perplexity": 0.0, "dead_codes": float(codebook_size)}
+    return {
+        "codebook_usage": sum(usage) / len(usage),
+        "perplexity": sum(perplexity) / len(perplexity),
+        "dead_codes": float(sum(dead) / len(dead)),
+    }

@@ -1,0 +1,63 @@
+"""Residual vector quantization (Zeghidour et al. 2021, "SoundStream"), via ``ResidualVQ``.
+
+``num_quantizers`` VQ levels each quantize what the previous ones left: a vector costs
+num_quantizers · log2(codebook_size) bits. The loss is the sum of the levels' commitment losses.
+"""
+
+from __future__ import annotations
+
+import torch
+from vector_quantize_pytorch import ResidualVQ
+
+from esq_quantizers.base import BottleneckQuantizer, positive_int
+
+
+class RVQ(BottleneckQuantizer):
+    """A stack of EMA VQ levels over successive residuals."""
+
+    name = "rvq"
+
+    def __init__(
+        self,
+        input_dim: int,
+        bottleneck_dim: int = 64,
+        num_quantizers: int = 4,
+        codebook_size: int = 256,
+        shared_codebook: bool = False,
+        quantize_dropout: bool = False,
+        decay: float = 0.99,
+        commitment_weight: float = 0.25,
+        kmeans_init: bool = False,
+        threshold_ema_dead_code: int = 2,
+    ) -> None:
+        options = dict(
+            num_quantizers=num_quantizers,
+            codebook_size=codebook_size,
+            shared_codebook=shared_codebook,
+            quantize_dropout=quantize_dropout,
+            decay=decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+        )
+        super().__init__(input_dim, bottleneck_dim, options)
+        self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
+        self.code_radix = positive_int("codebook_size", codebook_size, self.name)
+        self.rvq = ResidualVQ(
+            dim=bottleneck_dim,
+            num_quantizers=num_quantizers,
+            codebook_size=codebook_size,
+            shared_codebook=shared_codebook,
+            quantize_dropout=quantize_dropout,
+            decay=decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+        )
+
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, codes, losses = self.rvq(z)
+        return quantized, codes, losses.sum()
+
+    def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.rvq.get_output_from_indices(codes)

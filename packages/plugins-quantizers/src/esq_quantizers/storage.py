@@ -1,0 +1,118 @@
+"""Compressed embeddings on disk: codes bit-packed at ceil(total bits per vector), after a small
+header (quantizer name, options, shape), written atomically.
+
+Layout: ``ESQCODES1\\n``, a 4-byte little-endian header length, the JSON header, the payload.
+Each vector's ``q`` codes in ``[0, K)`` are joined into one integer ``Σ c_i K^i`` below ``K^q`` and
+stored in ``(K^q − 1).bit_length()`` bits, which is ceil(q · log2 K); past 63 bits each code is
+stored on its own in ``(K − 1).bit_length()`` bits. The ``none`` quantizer's codes are float32.
+Decoding needs the quantizer's weights as well (``state_dict``): the file holds codes only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from esq import DataError
+from esq.files import write_atomic
+
+MAGIC = b"ESQCODES1\n"
+COMBINED_LIMIT = 63
+
+
+@dataclass(frozen=True)
+class PackedCodes:
+    """What ``unpack`` returns: the codes, and the quantizer that made them."""
+
+    codes: torch.Tensor
+    quantizer: str
+    options: dict[str, Any]
+    bits_per_vector: int
+
+
+def _layout(codes_per_vector: int, radix: int) -> tuple[str, int]:
+    combined = (radix**codes_per_vector - 1).bit_length()
+    if combined <= COMBINED_LIMIT:
+        return "combined", combined
+    return "per_code", codes_per_vector * (radix - 1).bit_length()
+
+
+def _to_bits(values: np.ndarray, bits: int) -> bytes:
+    shifts = np.arange(bits, dtype=np.uint64)
+    matrix = ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(matrix.ravel(), bitorder="little").tobytes()
+
+
+def _from_bits(payload: bytes, count: int, bits: int) -> np.ndarray:
+    flat = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), bitorder="little")[: count * bits]
+    matrix = flat.reshape(count, bits).astype(np.uint64)
+    return (matrix << np.arange(bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def pack(codes: torch.Tensor, quantizer: Any, path: str | Path) -> Path:
+    """Write ``codes`` (from ``quantizer.encode``) to ``path``; returns the path.
+
+    >>> import tempfile, torch, esq
+    >>> quantizer = esq.registry("quantizers").create("vq", input_dim=8, codebook_size=16)
+    >>> codes = quantizer.encode(torch.randn(2, 10, 8))
+    >>> path = pack(codes, quantizer, tempfile.mkdtemp() + "/codes.esq")
+    >>> torch.equal(unpack(path).codes, codes)
+    True
+    """
+    header: dict[str, Any] = {"quantizer": quantizer.name, "options": quantizer.options, "shape": list(codes.shape)}
+    if quantizer.name == "none":
+        payload = codes.detach().to(torch.float32).contiguous().cpu().numpy().tobytes()
+        header.update(layout="float32", bits_per_vector=32 * quantizer.input_dim)
+    else:
+        q, radix = quantizer.codes_per_vector, quantizer.code_radix
+        flat = codes.detach().cpu().reshape(-1, q).numpy().astype(np.int64)
+        if flat.size and (flat.min() < 0 or flat.max() >= radix):
+            raise DataError(f"pack: codes must lie in [0, {radix}) for {quantizer.name}; got {flat.min()}…{flat.max()}")
+        layout, bits = _layout(q, radix)
+        if layout == "combined":
+            values = np.zeros(len(flat), dtype=np.uint64)
+            for level in reversed(range(q)):
+                values = values * np.uint64(radix) + flat[:, level].astype(np.uint64)
+            payload = _to_bits(values, bits)
+        else:
+            payload = _to_bits(flat.reshape(-1).astype(np.uint64), bits // q)
+        header.update(layout=layout, bits_per_vector=bits, code_radix=radix, codes_per_vector=q)
+    encoded = json.dumps(header).encode()
+    return write_atomic(path, MAGIC + len(encoded).to_bytes(4, "little") + encoded + payload)
+
+
+def unpack(path: str | Path) -> PackedCodes:
+    """Read a file written by ``pack``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such codes file") from None
+    if not data.startswith(MAGIC):
+        raise DataError(f"{path}: not an esq codes file (it does not start with {MAGIC!r})")
+    start = len(MAGIC) + 4
+    size = int.from_bytes(data[len(MAGIC) : start], "little")
+    header = json.loads(data[start : start + size])
+    payload = data[start + size :]
+    shape = header["shape"]
+    if header["layout"] == "float32":
+        codes = torch.from_numpy(np.frombuffer(payload, dtype=np.float32).copy()).reshape(shape)
+    else:
+        q, radix, bits = header["codes_per_vector"], header["code_radix"], header["bits_per_vector"]
+        count = int(np.prod(shape)) // q
+        if header["layout"] == "combined":
+            values = _from_bits(payload, count, bits)
+            digits = []
+            for _ in range(q):
+                digits.append(values % np.uint64(radix))
+                values = values // np.uint64(radix)
+            flat = np.stack(digits, axis=1)
+        else:
+            flat = _from_bits(payload, count * q, bits // q).reshape(count, q)
+        codes = torch.from_numpy(flat.astype(np.int64)).reshape(shape)
+    return PackedCodes(codes, header["quantizer"], header["options"], header["bits_per_vector"])

@@ -1,0 +1,64 @@
+"""Vector quantization with an EMA codebook (van den Oord et al. 2017, "Neural Discrete
+Representation Learning"; EMA updates from Razavi et al. 2019), via ``VectorQuantize``.
+
+Each bottleneck vector is replaced by its nearest of ``codebook_size`` codewords: log2(K) bits.
+"""
+
+from __future__ import annotations
+
+import torch
+from vector_quantize_pytorch import VectorQuantize
+
+from esq import ConfigError
+from esq_quantizers.base import BottleneckQuantizer, positive_int
+
+
+class VQ(BottleneckQuantizer):
+    """VQ-VAE quantizer with EMA codebook updates and dead-code replacement."""
+
+    name = "vq"
+
+    def __init__(
+        self,
+        input_dim: int,
+        bottleneck_dim: int = 64,
+        codebook_size: int = 512,
+        decay: float = 0.99,
+        commitment_weight: float = 0.25,
+        kmeans_init: bool = False,
+        threshold_ema_dead_code: int = 2,
+    ) -> None:
+        options = dict(
+            codebook_size=codebook_size,
+            decay=decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+        )
+        super().__init__(input_dim, bottleneck_dim, options)
+        self.code_radix = positive_int("codebook_size", codebook_size, self.name)
+        if not 0 < decay < 1:
+            raise ConfigError(f"vq: decay must be between 0 and 1, got {decay}")
+        self.vq = VectorQuantize(
+            dim=bottleneck_dim,
+            codebook_size=codebook_size,
+            decay=decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+        )
+
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        codebook = self.vq._codebook
+        if self.training or bool(codebook.initted):
+            return self.vq(z)
+        # Eval before any training step (a validation sanity check, say): k-means must learn
+        # from training data, so the library must not initialise the codebook from this batch.
+        codebook.initted.fill_(True)
+        try:
+            return self.vq(z)
+        finally:
+            codebook.initted.fill_(False)
+
+    def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.vq.get_output_from_indices(codes)
