@@ -1,0 +1,195 @@
+"""esq-quantizers: protocol, options, bits, k-means, gradients, state, bad input, the library."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import esq
+from esq import ConfigError, DataError
+from esq.testing import check_quantizer
+
+SMALL = {
+    "vq": {"codebook_size": 16},
+    "fsq": {"levels": [5, 4, 3]},
+    "lfq": {"codebook_size": 16},
+    "rvq": {"codebook_size": 8, "num_quantizers": 3},
+    "none": {},
+}
+
+
+def create(name: str, input_dim: int = 16, **options):
+    return esq.registry("quantizers").create(name, input_dim=input_dim, **options)
+
+
+def features(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_each_quantizer_passes_the_conformance_checks(name):
+    check_quantizer(esq.registry("quantizers").spec(name), input_dim=16, **SMALL[name])
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "bits"),
+    [
+        ("vq", {"codebook_size": 512}, 9.0),
+        ("fsq", {"levels": [8, 5, 5, 5]}, 3 + 3 * math.log2(5)),
+        ("fsq", {"codebook_size": 2**12}, math.log2(7) + 4 * math.log2(5)),
+        ("lfq", {"codebook_size": 2**12}, 12.0),
+        ("rvq", {"num_quantizers": 4, "codebook_size": 256}, 32.0),
+        ("none", {}, 32.0 * 768),
+    ],
+)
+def test_bits_per_vector_are_exact(name, options, bits):
+    assert create(name, input_dim=768, **options).bits_per_vector == pytest.approx(bits, rel=1e-12)
+
+
+def test_compression_ratio_is_the_figure_users_know():
+    assert create("vq", input_dim=768, codebook_size=512).compression_ratio(768) == pytest.approx(2730.67, abs=0.01)
+
+
+@pytest.mark.parametrize(("size", "levels"), [(2**8, [8, 6, 5]), (2**10, [8, 5, 5, 5]), (2**16, [8, 8, 8, 5, 5, 5])])
+def test_fsq_codebook_size_selects_the_papers_levels(size, levels):
+    assert create("fsq", codebook_size=size).levels == levels
+
+
+def one_training_step(quantizer, seed: int = 0):
+    torch.manual_seed(seed)
+    quantizer.train()
+    output = quantizer(features(4, 32, quantizer.input_dim, seed=seed))
+    return output, {key: value.clone() for key, value in quantizer.state_dict().items()}
+
+
+OPTION_CHANGES = [
+    ("vq", "codebook_size", 16, 32, "bits"),
+    ("vq", "decay", 0.5, 0.99, "state"),
+    ("vq", "commitment_weight", 0.25, 1.0, "loss"),
+    ("vq", "threshold_ema_dead_code", 0, 4, "state"),
+    ("fsq", "levels", [5, 5], [8, 5], "bits"),
+    ("fsq", "codebook_size", 2**8, 2**10, "bits"),
+    ("lfq", "codebook_size", 16, 64, "bits"),
+    ("lfq", "entropy_loss_weight", 0.1, 0.5, "loss"),
+    ("lfq", "diversity_gamma", 1.0, 2.0, "loss"),
+    ("lfq", "spherical", False, True, "output"),
+    ("rvq", "num_quantizers", 2, 4, "bits"),
+    ("rvq", "codebook_size", 8, 16, "bits"),
+    ("rvq", "shared_codebook", False, True, "state"),
+    ("rvq", "commitment_weight", 0.25, 1.0, "loss"),
+    ("vq", "bottleneck_dim", 8, 4, "state"),
+]
+
+
+@pytest.mark.parametrize(("name", "option", "first", "second", "observed"), OPTION_CHANGES)
+def test_every_option_takes_effect(name, option, first, second, observed):
+    results = []
+    for value in (first, second):
+        torch.manual_seed(0)
+        quantizer = create(name, **{option: value})
+        output, state = one_training_step(quantizer)
+        results.append(
+            {
+                "bits": quantizer.bits_per_vector,
+                "loss": output.loss.item(),
+                "output": output.quantized.detach(),
+                "state": state,
+            }
+        )
+    a, b = results
+    if observed == "state":
+        assert a["state"].keys() != b["state"].keys() or any(
+            a["state"][k].shape != b["state"][k].shape or not torch.equal(a["state"][k], b["state"][k])
+            for k in a["state"]
+        )
+    elif observed == "output":
+        assert not torch.equal(a["output"], b["output"])
+    else:
+        assert a[observed] != b[observed]
+
+
+def test_kmeans_init_learns_from_training_data_only():
+    torch.manual_seed(0)
+    quantizer = create("vq", codebook_size=8, kmeans_init=True).eval()
+    codebook = quantizer.vq._codebook
+    before = codebook.embed.clone()
+    quantizer(features(2, 20, 16))  # a validation sanity check before training
+    assert not bool(codebook.initted) and torch.equal(codebook.embed, before)
+    quantizer.train()
+    quantizer(features(2, 20, 16, seed=1))
+    assert bool(codebook.initted) and not torch.equal(codebook.embed, before)
+
+
+@pytest.mark.parametrize("name", ["vq", "fsq", "lfq", "rvq"])
+def test_gradient_reaches_the_input_straight_through(name):
+    quantizer = create(name, **SMALL[name]).train()
+    x = features(2, 6, 16).requires_grad_()
+    quantizer(x).quantized.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_state_dict_round_trip_rebuilds_the_same_quantizer(name):
+    torch.manual_seed(0)
+    trained = create(name, **SMALL[name])
+    one_training_step(trained)
+    torch.manual_seed(1)
+    restored = create(name, **trained.options)
+    restored.load_state_dict(trained.state_dict())
+    x = features(2, 5, 16, seed=3)
+    assert torch.equal(trained.eval()(x).quantized, restored.eval()(x).quantized)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_runs_are_deterministic_under_a_seed(name):
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        output, _ = one_training_step(create(name, **SMALL[name]), seed=7)
+        outputs.append(output.quantized.detach())
+    assert torch.equal(*outputs)
+
+
+def test_fsq_matches_the_library_module_exactly():
+    from vector_quantize_pytorch import FSQ
+
+    ours = create("fsq", input_dim=4, bottleneck_dim=4, levels=[8, 5, 5, 5]).eval()
+    library = FSQ(levels=[8, 5, 5, 5], dim=4)
+    x = features(2, 9, 4)
+    expected, indices = library(x)
+    assert torch.equal(ours(x).quantized, expected) and torch.equal(ours.encode(x), indices.long())
+
+
+def test_vq_matches_the_library_module_with_the_same_codebook():
+    from vector_quantize_pytorch import VectorQuantize
+
+    ours = create("vq", input_dim=8, bottleneck_dim=8, codebook_size=32).eval()
+    library = VectorQuantize(
+        dim=8, codebook_size=32, decay=0.99, commitment_weight=0.25, threshold_ema_dead_code=2
+    ).eval()
+    library.load_state_dict(ours.vq.state_dict())
+    x = features(2, 9, 8)
+    expected, indices, _ = library(x)
+    assert torch.equal(ours.encode(x), indices.long())
+    assert torch.allclose(ours(x).quantized, expected, atol=1e-6)
+
+
+BAD_INPUT = [
+    (lambda: create("vq")(features(2, 5, 12)), DataError, "expected feature dimension 16 in the last axis, got 12"),
+    (lambda: create("vq")(features(2, 12, 3, 3)), DataError, "in the channel (second) axis, got 12"),
+    (lambda: create("lfq", codebook_size=1000), ConfigError, "power of two, got 1000; nearest: 512 or 1024"),
+    (lambda: create("fsq", levels=[8, 1]), ConfigError, "levels must be integers of at least 2"),
+    (lambda: create("fsq", codebook_size=3000), ConfigError, "no recommended levels for codebook_size=3000"),
+    (lambda: create("vq")(torch.full((1, 2, 16), float("nan"))), DataError, "NaN or infinite"),
+    (lambda: create("vq", codebook_size=0), ConfigError, "codebook_size must be a positive integer"),
+    (lambda: create("vq", codebook_sise=8), ConfigError, "has no option 'codebook_sise' (did you mean"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_INPUT)
+def test_bad_input_is_a_clear_error(call, error, message):
+    with pytest.raises(error) as raised:
+        call()
+    assert message in str(raised.value)
