@@ -16,6 +16,8 @@ SMALL = {
     "fsq": {"levels": [5, 4, 3]},
     "lfq": {"codebook_size": 16},
     "rvq": {"codebook_size": 8, "num_quantizers": 3},
+    "residual_fsq": {"levels": [5, 3], "num_quantizers": 2},
+    "simvq": {"codebook_size": 16},
     "none": {},
 }
 
@@ -41,6 +43,8 @@ def test_each_quantizer_passes_the_conformance_checks(name):
         ("fsq", {"codebook_size": 2**12}, math.log2(7) + 4 * math.log2(5)),
         ("lfq", {"codebook_size": 2**12}, 12.0),
         ("rvq", {"num_quantizers": 4, "codebook_size": 256}, 32.0),
+        ("residual_fsq", {"num_quantizers": 3, "levels": [8, 5, 5, 5]}, 3 * (3 + 3 * math.log2(5))),
+        ("simvq", {"codebook_size": 1024}, 10.0),
         ("none", {}, 32.0 * 768),
     ],
 )
@@ -80,6 +84,10 @@ OPTION_CHANGES = [
     ("rvq", "shared_codebook", False, True, "state"),
     ("rvq", "commitment_weight", 0.25, 1.0, "loss"),
     ("vq", "bottleneck_dim", 8, 4, "state"),
+    ("residual_fsq", "num_quantizers", 2, 3, "bits"),
+    ("residual_fsq", "levels", [5, 3], [5, 5], "bits"),
+    ("simvq", "codebook_size", 16, 32, "bits"),
+    ("simvq", "commitment_weight", 1.0, 2.0, "loss"),
 ]
 
 
@@ -122,7 +130,7 @@ def test_kmeans_init_learns_from_training_data_only():
     assert bool(codebook.initted) and not torch.equal(codebook.embed, before)
 
 
-@pytest.mark.parametrize("name", ["vq", "fsq", "lfq", "rvq"])
+@pytest.mark.parametrize("name", ["vq", "fsq", "lfq", "rvq", "residual_fsq", "simvq"])
 def test_gradient_reaches_the_input_straight_through(name):
     quantizer = create(name, **SMALL[name]).train()
     x = features(2, 6, 16).requires_grad_()
@@ -136,7 +144,8 @@ def test_state_dict_round_trip_rebuilds_the_same_quantizer(name):
     trained = create(name, **SMALL[name])
     one_training_step(trained)
     torch.manual_seed(1)
-    restored = create(name, **trained.options)
+    hparams = trained.hparams
+    restored = esq.registry("quantizers").create(hparams["name"], **hparams["options"])
     restored.load_state_dict(trained.state_dict())
     x = features(2, 5, 16, seed=3)
     assert torch.equal(trained.eval()(x).quantized, restored.eval()(x).quantized)

@@ -20,6 +20,8 @@ CASES = [
     ("rvq", {"num_quantizers": 4, "codebook_size": 256}),
     ("rvq", {"num_quantizers": 3, "codebook_size": 100}),
     ("rvq", {"num_quantizers": 9, "codebook_size": 256}),
+    ("residual_fsq", {"num_quantizers": 2, "levels": [8, 5, 5, 5]}),
+    ("simvq", {"codebook_size": 512}),
     ("none", {}),
 ]
 

@@ -39,9 +39,3 @@ class lazy:
 
     def __repr__(self) -> str:
         return f"lazy({self.target!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, lazy) and other.target == self.target
-
-    def __hash__(self) -> int:
-        return hash(self.target)

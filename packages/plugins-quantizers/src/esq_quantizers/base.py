@@ -52,6 +52,11 @@ class BottleneckQuantizer(nn.Module):
 
     # -- the interface -----------------------------------------------------------------------
     @property
+    def hparams(self) -> dict[str, Any]:
+        """What a checkpoint stores to rebuild this quantizer: ``create(h["name"], **h["options"])``."""
+        return {"name": self.name, "options": dict(self.options)}
+
+    @property
     def bits_per_vector(self) -> float:
         """Exact information per vector: ``codes_per_vector · log2(code_radix)``."""
         return self.codes_per_vector * math.log2(self.code_radix)

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 from esq import QuantizerSpec, hookimpl, lazy
 
+QUANTIZERS = [
+    ("vq", "esq_quantizers.vq:VQ", "Vector quantization, EMA codebook (codebook_size 512)"),
+    ("fsq", "esq_quantizers.fsq:FSQ", "Finite scalar quantization (levels, or codebook_size)"),
+    ("lfq", "esq_quantizers.lfq:LFQ", "Lookup-free (sign) quantization with an entropy loss"),
+    ("rvq", "esq_quantizers.rvq:RVQ", "Residual VQ (num_quantizers 4 × codebook_size 256)"),
+    ("residual_fsq", "esq_quantizers.residual_fsq:ResidualFSQ", "Residual FSQ (num_quantizers 4 × FSQ levels)"),
+    ("simvq", "esq_quantizers.simvq:SimVQ", "SimVQ: a frozen codebook through a learned linear map (512 codes)"),
+    ("none", "esq_quantizers.identity:Identity", "No quantization: the float32 baseline, 32 bits per dimension"),
+]
+
 
 @hookimpl
 def esq_quantizers() -> list[QuantizerSpec]:
-    return [
-        QuantizerSpec(
-            name="vq",
-            factory=lazy("esq_quantizers.vq:VQ"),
-            summary="Vector quantization, EMA codebook (codebook_size 512)",
-        ),
-        QuantizerSpec(
-            name="fsq",
-            factory=lazy("esq_quantizers.fsq:FSQ"),
-            summary="Finite scalar quantization (levels, or codebook_size)",
-        ),
-        QuantizerSpec(
-            name="lfq",
-            factory=lazy("esq_quantizers.lfq:LFQ"),
-            summary="Lookup-free (sign) quantization with an entropy loss",
-        ),
-        QuantizerSpec(
-            name="rvq",
-            factory=lazy("esq_quantizers.rvq:RVQ"),
-            summary="Residual VQ (num_quantizers 4 × codebook_size 256)",
-        ),
-        QuantizerSpec(
-            name="none",
-            factory=lazy("esq_quantizers.identity:Identity"),
-            summary="No quantization: the float32 baseline, 32 bits per dimension",
-        ),
-    ]
+    return [QuantizerSpec(name=name, factory=lazy(target), summary=summary) for name, target, summary in QUANTIZERS]

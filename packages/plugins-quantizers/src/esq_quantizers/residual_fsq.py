@@ -1,0 +1,43 @@
+"""Residual finite scalar quantization (FSQ levels stacked over residuals, as in Mentzer et al.
+2023 combined with SoundStream's residual scheme), via ``ResidualFSQ``.
+
+``num_quantizers`` FSQ levels, each of prod(levels) codes: num_quantizers · Σ log2(levels[i])
+bits per vector.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from vector_quantize_pytorch import ResidualFSQ as LibraryResidualFSQ
+
+from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq_quantizers.fsq import fsq_levels
+
+
+class ResidualFSQ(BottleneckQuantizer):
+    """FSQ over successive residuals."""
+
+    name = "residual_fsq"
+
+    def __init__(
+        self,
+        input_dim: int,
+        bottleneck_dim: int = 64,
+        levels: list[int] | None = None,
+        codebook_size: int | None = None,
+        num_quantizers: int = 4,
+    ) -> None:
+        chosen = fsq_levels(levels, codebook_size)
+        super().__init__(input_dim, bottleneck_dim, {"levels": chosen, "num_quantizers": num_quantizers})
+        self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
+        self.code_radix = math.prod(chosen)
+        self.rfsq = LibraryResidualFSQ(levels=chosen, num_quantizers=num_quantizers, dim=bottleneck_dim)
+
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, codes = self.rfsq(z)
+        return quantized, codes, z.new_zeros(())
+
+    def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.rfsq.get_output_from_indices(codes)
