@@ -79,7 +79,9 @@ class BottleneckQuantizer(nn.Module):
                 f"{self.name}: expected feature dimension {self.input_dim} in the {where} axis, got {got} "
                 f"(shape {tuple(x.shape)}); build the quantizer with input_dim={got} or fix the features"
             )
-        if not torch.isfinite(x).all():
+        # One reduction finds NaN or Inf (they survive a sum); only then the exact, costlier check,
+        # since a sum of huge finite values can overflow too.
+        if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
             raise DataError(f"{self.name}: the features contain NaN or infinite values")
         return x.float() if x.ndim == 3 else rearrange(x.float(), "b d h w -> b (h w) d")
 
@@ -124,24 +126,26 @@ def usage_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
 
     With several codes per vector (residual levels), each level counts separately and the
     figures are averaged over levels. Codes of -1 (levels dropped in training) are ignored.
+    One ``bincount`` over all levels keeps this cheap enough to run every training step.
+
+    >>> usage_stats(torch.tensor([[0, 0, 1, 1]]), codebook_size=4)
+    {'codebook_usage': 0.5, 'perplexity': 2.0, 'dead_codes': 2.0}
     """
-    levels = codes.reshape(-1, codes.shape[-1]) if codes.ndim == 3 else codes.reshape(-1, 1)
-    usage, perplexity, dead = [], [], []
-    for level in levels.T:
-        level = level[level >= 0].long()
-        if level.numel() == 0:
-            continue
-        counts = torch.bincount(level, minlength=codebook_size).double()
-        probabilities = counts / counts.sum()
-        nonzero = probabilities[probabilities > 0]
-        used = int((counts > 0).sum())
-        usage.append(used / codebook_size)
-        perplexity.append(float(torch.exp(-(nonzero * nonzero.log()).sum())))
-        dead.append(codebook_size - used)
-    if not usage:
+    levels = codes.shape[-1] if codes.ndim == 3 else 1
+    flat = codes.detach().reshape(-1, levels).long()
+    offsets = torch.arange(levels, device=flat.device) * codebook_size
+    kept = flat >= 0
+    counts = torch.bincount((flat + offsets)[kept], minlength=levels * codebook_size)
+    counts = counts.reshape(levels, codebook_size).double()
+    totals = counts.sum(dim=1, keepdim=True)
+    present = totals.squeeze(1) > 0
+    if not bool(present.any()):
         return {"codebook_usage": 0.0, "perplexity": 0.0, "dead_codes": float(codebook_size)}
+    probabilities = counts[present] / totals[present]
+    entropy = -(probabilities * probabilities.clamp_min(1e-300).log()).sum(dim=1)
+    used = (counts[present] > 0).sum(dim=1).double()
     return {
-        "codebook_usage": sum(usage) / len(usage),
-        "perplexity": sum(perplexity) / len(perplexity),
-        "dead_codes": float(sum(dead) / len(dead)),
+        "codebook_usage": float((used / codebook_size).mean()),
+        "perplexity": float(entropy.exp().mean()),
+        "dead_codes": float((codebook_size - used).mean()),
     }
