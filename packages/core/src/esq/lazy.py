@@ -3,11 +3,11 @@
 Plugins name their component classes this way so that loading the plugin (``esq list``) does not
 import torch, while ``create`` still sees the class's real signature and checks options against it.
 
->>> factory = lazy("fractions:Fraction")
->>> factory(3, 4)
-Fraction(3, 4)
+>>> factory = lazy("textwrap:indent")
+>>> factory("a\nb", "> ")
+'> a\n> b'
 >>> str(inspect.signature(factory))
-'(numerator=0, denominator=None)'
+'(text, prefix, predicate=None)'
 """
 
 from __future__ import annotations
