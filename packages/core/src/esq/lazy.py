@@ -4,8 +4,8 @@ Plugins name their component classes this way so that loading the plugin (``esq 
 import torch, while ``create`` still sees the class's real signature and checks options against it.
 
 >>> factory = lazy("textwrap:indent")
->>> factory("a\nb", "> ")
-'> a\n> b'
+>>> factory("text", "> ")
+'> text'
 >>> str(inspect.signature(factory))
 '(text, prefix, predicate=None)'
 """
