@@ -84,3 +84,19 @@ def test_a_factory_rejecting_its_options_is_a_config_error():
     pytest.importorskip("torch")
     with pytest.raises(ConfigError, match=r"^quantizer 'rounding' with options \{'input_dim': 'four'\}: "):
         registry_of("quantizers", fake_plugin).create("rounding", input_dim="four")
+
+
+def test_lazy_factory_imports_its_target_only_when_built_and_checks_options(tmp_path, monkeypatch):
+    import sys
+
+    from esq import lazy
+
+    (tmp_path / "heavy_component.py").write_text(
+        "class Heavy:\n    def __init__(self, size=1):\n        self.size = size\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("quantizers", [QuantizerSpec(name="heavy", factory=lazy("heavy_component:Heavy"), summary="s")])
+    assert registry.names() == ["heavy"] and "heavy_component" not in sys.modules
+    assert registry.create("heavy", size=3).size == 3
+    with pytest.raises(ConfigError, match="has no option 'sise' \\(did you mean 'size'\\?\\)"):
+        registry.create("heavy", sise=3)
