@@ -19,6 +19,16 @@ from torch import nn
 from esq import ConfigError, DataError, QuantizerOutput
 
 
+def options_from(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's own options from its ``locals()``, for ``BottleneckQuantizer.options``."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "__class__", "input_dim", "bottleneck_dim")}
+
+
+def pick(options: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The ``names`` of ``options``, to pass on to the library class."""
+    return {name: options[name] for name in names}
+
+
 def positive_int(name: str, value: Any, quantizer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{quantizer}: {name} must be a positive integer, got {value!r}")

@@ -13,7 +13,7 @@ import torch
 from vector_quantize_pytorch import LFQ as LibraryLFQ
 
 from esq import ConfigError
-from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
 
 
 class LFQ(BottleneckQuantizer):
@@ -36,20 +36,11 @@ class LFQ(BottleneckQuantizer):
             raise ConfigError(
                 f"lfq: codebook_size must be a power of two, got {codebook_size}; nearest: {lower} or {lower * 2}"
             )
-        options = dict(
-            codebook_size=codebook_size,
-            entropy_loss_weight=entropy_loss_weight,
-            diversity_gamma=diversity_gamma,
-            spherical=spherical,
-        )
-        super().__init__(input_dim, bottleneck_dim, options)
+        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.code_radix = codebook_size
         self.lfq = LibraryLFQ(
             dim=bottleneck_dim,
-            codebook_size=codebook_size,
-            entropy_loss_weight=entropy_loss_weight,
-            diversity_gamma=diversity_gamma,
-            spherical=spherical,
+            **pick(self.options, "codebook_size", "entropy_loss_weight", "diversity_gamma", "spherical"),
         )
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from vector_quantize_pytorch import ResidualVQ
 
-from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
+from esq_quantizers.vq import EMA_VQ_OPTIONS
 
 
 class RVQ(BottleneckQuantizer):
@@ -30,29 +31,12 @@ class RVQ(BottleneckQuantizer):
         kmeans_init: bool = False,
         threshold_ema_dead_code: int = 2,
     ) -> None:
-        options = dict(
-            num_quantizers=num_quantizers,
-            codebook_size=codebook_size,
-            shared_codebook=shared_codebook,
-            quantize_dropout=quantize_dropout,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            kmeans_init=kmeans_init,
-            threshold_ema_dead_code=threshold_ema_dead_code,
-        )
-        super().__init__(input_dim, bottleneck_dim, options)
+        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
         self.code_radix = positive_int("codebook_size", codebook_size, self.name)
         self.rvq = ResidualVQ(
             dim=bottleneck_dim,
-            num_quantizers=num_quantizers,
-            codebook_size=codebook_size,
-            shared_codebook=shared_codebook,
-            quantize_dropout=quantize_dropout,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            kmeans_init=kmeans_init,
-            threshold_ema_dead_code=threshold_ema_dead_code,
+            **pick(self.options, "num_quantizers", "shared_codebook", "quantize_dropout", *EMA_VQ_OPTIONS),
         )
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

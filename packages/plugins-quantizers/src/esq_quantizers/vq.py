@@ -10,7 +10,10 @@ import torch
 from vector_quantize_pytorch import VectorQuantize
 
 from esq import ConfigError
-from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
+
+# The options of an EMA VQ codebook, shared with rvq.
+EMA_VQ_OPTIONS = ("codebook_size", "decay", "commitment_weight", "kmeans_init", "threshold_ema_dead_code")
 
 
 class VQ(BottleneckQuantizer):
@@ -28,25 +31,11 @@ class VQ(BottleneckQuantizer):
         kmeans_init: bool = False,
         threshold_ema_dead_code: int = 2,
     ) -> None:
-        options = dict(
-            codebook_size=codebook_size,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            kmeans_init=kmeans_init,
-            threshold_ema_dead_code=threshold_ema_dead_code,
-        )
-        super().__init__(input_dim, bottleneck_dim, options)
+        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.code_radix = positive_int("codebook_size", codebook_size, self.name)
         if not 0 < decay < 1:
             raise ConfigError(f"vq: decay must be between 0 and 1, got {decay}")
-        self.vq = VectorQuantize(
-            dim=bottleneck_dim,
-            codebook_size=codebook_size,
-            decay=decay,
-            commitment_weight=commitment_weight,
-            kmeans_init=kmeans_init,
-            threshold_ema_dead_code=threshold_ema_dead_code,
-        )
+        self.vq = VectorQuantize(dim=bottleneck_dim, **pick(self.options, *EMA_VQ_OPTIONS))
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         codebook = self.vq._codebook
