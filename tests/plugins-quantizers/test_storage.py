@@ -75,3 +75,21 @@ def test_unpack_rejects_other_files(tmp_path):
         unpack(path)
     with pytest.raises(DataError, match="no such codes file"):
         unpack(tmp_path / "missing.esq")
+
+
+def test_unpack_rejects_truncated_and_corrupt_files(tmp_path):
+    quantizer = esq.registry("quantizers").create("vq", input_dim=8, codebook_size=16)
+    path = pack(quantizer.encode(torch.randn(1, 10, 8)), quantizer, tmp_path / "c.esq")
+    data = path.read_bytes()
+    path.write_bytes(data[:-2])
+    with pytest.raises(DataError, match="truncated or corrupt: 3 bytes of codes, expected 5"):
+        unpack(path)
+    path.write_bytes(data.replace(b'"shape"', b'"shapo"'))
+    with pytest.raises(DataError, match="the header is corrupt"):
+        unpack(path)
+
+
+def test_empty_code_tensors_round_trip(tmp_path):
+    quantizer = esq.registry("quantizers").create("rvq", input_dim=8, num_quantizers=2, codebook_size=16)
+    codes = quantizer.encode(torch.randn(0, 5, 8))
+    assert torch.equal(unpack(pack(codes, quantizer, tmp_path / "e.esq")).codes, codes)

@@ -11,6 +11,7 @@ Decoding needs the quantizer's weights as well (``state_dict``): the file holds 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,19 @@ def unpack(path: str | Path) -> PackedCodes:
         raise DataError(f"{path}: not an esq codes file (it does not start with {MAGIC!r})")
     start = len(MAGIC) + 4
     size = int.from_bytes(data[len(MAGIC) : start], "little")
-    header = json.loads(data[start : start + size])
+    try:
+        header = json.loads(data[start : start + size])
+        shape, bits = header["shape"], header["bits_per_vector"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: the header is corrupt ({error}); write the file again with pack()") from None
     payload = data[start + size :]
-    shape = header["shape"]
+    values = int(np.prod(shape))
+    if header["layout"] == "float32":
+        expected = values * 4
+    else:
+        expected = math.ceil(values // header["codes_per_vector"] * bits / 8)
+    if len(payload) != expected:
+        raise DataError(f"{path}: truncated or corrupt: {len(payload)} bytes of codes, expected {expected}")
     if header["layout"] == "float32":
         codes = torch.from_numpy(np.frombuffer(payload, dtype=np.float32).copy()).reshape(shape)
     else:
