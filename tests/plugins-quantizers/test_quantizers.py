@@ -68,6 +68,16 @@ def one_training_step(quantizer, seed: int = 0):
     return output, {key: value.clone() for key, value in quantizer.state_dict().items()}
 
 
+def library_facts(module) -> tuple:
+    """The codebook as the library module itself has it: size, levels, number of quantizers."""
+    levels = getattr(module, "_levels", getattr(module, "levels", None))
+    return (
+        getattr(module, "codebook_size", None),
+        tuple(levels.tolist()) if torch.is_tensor(levels) else levels,
+        getattr(module, "num_quantizers", None),
+    )
+
+
 OPTION_CHANGES = [
     ("vq", "codebook_size", 16, 32, "bits"),
     ("vq", "decay", 0.5, 0.99, "state"),
@@ -104,7 +114,7 @@ def test_every_option_takes_effect(name, option, first, second, observed):
         output, state = one_training_step(quantizer)
         results.append(
             {
-                "bits": quantizer.bits_per_vector,
+                "bits": (quantizer.bits_per_vector, library_facts(quantizer.library)),
                 "loss": output.loss.item(),
                 "output": output.quantized.detach(),
                 "state": state,
@@ -118,20 +128,80 @@ def test_every_option_takes_effect(name, option, first, second, observed):
         )
     elif observed == "output":
         assert not torch.equal(a["output"], b["output"])
+    elif observed == "bits":  # the wrapper's count and the library's own codebook both change
+        assert a["bits"][0] != b["bits"][0] and a["bits"][1] != b["bits"][1]
     else:
         assert a[observed] != b[observed]
 
 
-def test_kmeans_init_learns_from_training_data_only():
+def codebooks(quantizer):
+    return [m for m in quantizer.modules() if isinstance(getattr(m, "initted", None), torch.Tensor)]
+
+
+@pytest.mark.parametrize("name", ["vq", "rvq"])
+def test_kmeans_init_learns_from_training_data_only(name):
     torch.manual_seed(0)
-    quantizer = create("vq", codebook_size=8, kmeans_init=True).eval()
-    codebook = quantizer.vq._codebook
-    before = codebook.embed.clone()
+    quantizer = create(name, codebook_size=8, kmeans_init=True).eval()
+    before = {key: value.clone() for key, value in quantizer.state_dict().items()}
     quantizer(features(2, 20, 16))  # a validation sanity check before training
-    assert not bool(codebook.initted) and torch.equal(codebook.embed, before)
     quantizer.train()
+    quantizer.encode(features(2, 20, 16, seed=2))  # encoding is not training either
+    after = quantizer.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert not any(bool(codebook.initted) for codebook in codebooks(quantizer))
     quantizer(features(2, 20, 16, seed=1))
-    assert bool(codebook.initted) and not torch.equal(codebook.embed, before)
+    assert all(bool(codebook.initted) for codebook in codebooks(quantizer))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_encode_changes_no_state_even_in_training_mode(name):
+    torch.manual_seed(0)
+    quantizer = create(name, **SMALL[name]).train()
+    before = {key: value.clone() for key, value in quantizer.state_dict().items()}
+    quantizer.encode(features(3, 30, 16))
+    assert quantizer.training
+    assert all(torch.equal(value, quantizer.state_dict()[key]) for key, value in before.items())
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_codes_lie_in_the_codebook_and_eval_loss_is_zero(name):
+    quantizer = create(name, **SMALL[name]).eval()
+    output = quantizer(features(2, 50, 16))
+    assert output.loss.item() == 0.0
+    if name != "none":
+        assert 0 <= int(output.codes.min()) and int(output.codes.max()) < quantizer.code_radix
+
+
+def test_rvq_loss_is_the_sum_of_the_levels_losses():
+    from vector_quantize_pytorch import ResidualVQ
+
+    torch.manual_seed(0)
+    ours = create("rvq", input_dim=8, bottleneck_dim=8, num_quantizers=3, codebook_size=16, threshold_ema_dead_code=0)
+    library = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16, decay=0.99, commitment_weight=0.25)
+    library.load_state_dict(ours.library.state_dict())
+    x = features(2, 30, 8)
+    _, _, losses = library.train()(x)
+    assert ours.train()(x).loss.item() == pytest.approx(losses.sum().item(), rel=1e-6)
+    assert losses.numel() == 3
+
+
+def test_usage_stats_average_levels_and_ignore_dropped_codes():
+    from esq_quantizers.base import usage_stats
+
+    codes = torch.tensor([[[0, 1], [1, 1], [2, -1], [3, -1]]])  # level 0 uses 4 codes; level 1 one code
+    stats = usage_stats(codes, codebook_size=4)
+    assert stats == {
+        "codebook_usage": (1.0 + 0.25) / 2,
+        "perplexity": pytest.approx((4.0 + 1.0) / 2),
+        "dead_codes": (0 + 3) / 2,
+    }
+
+
+def test_none_accepts_bottleneck_dim_and_returns_a_copy():
+    quantizer = create("none", bottleneck_dim=64)
+    x = features(1, 3, 16)
+    output = quantizer(x)
+    assert torch.equal(output.quantized, x) and output.quantized.data_ptr() != x.data_ptr()
 
 
 @pytest.mark.parametrize("name", ["vq", "fsq", "lfq", "rvq", "residual_fsq", "simvq"])
@@ -182,7 +252,7 @@ def test_vq_matches_the_library_module_with_the_same_codebook():
     library = VectorQuantize(
         dim=8, codebook_size=32, decay=0.99, commitment_weight=0.25, threshold_ema_dead_code=2
     ).eval()
-    library.load_state_dict(ours.vq.state_dict())
+    library.load_state_dict(ours.library.state_dict())
     x = features(2, 9, 8)
     expected, indices, _ = library(x)
     assert torch.equal(ours.encode(x), indices.long())
@@ -198,6 +268,9 @@ BAD_INPUT = [
     (lambda: create("vq")(torch.full((1, 2, 16), float("nan"))), DataError, "NaN or infinite"),
     (lambda: create("vq", codebook_size=0), ConfigError, "codebook_size must be a positive integer"),
     (lambda: create("vq", codebook_sise=8), ConfigError, "has no option 'codebook_sise' (did you mean"),
+    (lambda: create("rvq", decay=1.5), ConfigError, "rvq: decay must be between 0 and 1, got 1.5"),
+    (lambda: create("vq", commitment_weight=-1), ConfigError, "commitment_weight must be at least 0"),
+    (lambda: create("rvq")(features(2, 0, 16)), DataError, "the features are empty (shape (2, 0, 16))"),
 ]
 
 

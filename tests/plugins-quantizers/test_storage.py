@@ -91,5 +91,25 @@ def test_unpack_rejects_truncated_and_corrupt_files(tmp_path):
 
 def test_empty_code_tensors_round_trip(tmp_path):
     quantizer = esq.registry("quantizers").create("rvq", input_dim=8, num_quantizers=2, codebook_size=16)
-    codes = quantizer.encode(torch.randn(0, 5, 8))
+    codes = torch.zeros(0, 5, 2, dtype=torch.long)
     assert torch.equal(unpack(pack(codes, quantizer, tmp_path / "e.esq")).codes, codes)
+
+
+@pytest.mark.parametrize(
+    ("name", "codes", "message"),
+    [
+        ("vq", torch.tensor([[3.7, 1.0]]), "codes must be integers"),
+        ("rvq", torch.zeros(1, 4, 2, dtype=torch.long), "gives 3 codes per vector"),
+        ("none", torch.zeros(1, 4, 5), "float features of width 8"),
+    ],
+)
+def test_pack_rejects_codes_that_did_not_come_from_the_quantizer(tmp_path, name, codes, message):
+    options = {"num_quantizers": 3, "codebook_size": 16} if name == "rvq" else {}
+    quantizer = esq.registry("quantizers").create(name, input_dim=8, **options)
+    with pytest.raises(DataError, match=message):
+        pack(codes, quantizer, tmp_path / "c.esq")
+
+
+def test_pack_rejects_a_foreign_quantizer(tmp_path):
+    with pytest.raises(DataError, match="is not an esq-quantizers quantizer"):
+        pack(torch.zeros(1, 2, dtype=torch.long), object(), tmp_path / "c.esq")

@@ -9,7 +9,9 @@ returns ``decode(encode(x))`` exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -82,6 +84,8 @@ class BottleneckQuantizer(nn.Module):
                 f"{self.name}: expected (b, n, {self.input_dim}) tokens or (b, {self.input_dim}, h, w) maps, "
                 f"got {shape}"
             )
+        if x.numel() == 0:
+            raise DataError(f"{self.name}: the features are empty (shape {tuple(x.shape)})")
         got = x.shape[-1] if x.ndim == 3 else x.shape[1]
         if got != self.input_dim:
             where = "last" if x.ndim == 3 else "channel (second)"
@@ -101,13 +105,32 @@ class BottleneckQuantizer(nn.Module):
     def _codes_layout(self, codes: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return codes if like.ndim == 3 else rearrange(codes, "b (h w) ... -> b h w ...", h=like.shape[2])
 
+    @contextlib.contextmanager
+    def _no_kmeans_init(self) -> Iterator[None]:
+        """Outside training, codebooks waiting for k-means initialisation (``initted`` False)
+        must not take it from this batch (a validation sanity check, say): hold them as
+        initialised while the library runs, and put the flag back afterwards."""
+        waiting = [m for m in self.modules() if isinstance(getattr(m, "initted", None), torch.Tensor) and not m.initted]
+        for module in waiting:
+            module.initted.fill_(True)
+        try:
+            yield
+        finally:
+            for module in waiting:
+                module.initted.fill_(False)
+
+    def _quantize_outside_training(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with self._no_kmeans_init():
+            return self._quantize(z)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer codes: ``(b, n[, q])`` for tokens, ``(b, h, w[, q])`` for maps. Changes no state."""
+        """Integer codes: ``(b, n[, q])`` for tokens, ``(b, h, w[, q])`` for maps. Changes no state:
+        the library runs in eval mode, without gradients and without k-means initialisation."""
         training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                _, codes, _ = self._quantize(self.project_in(self._tokens(x)))
+                _, codes, _ = self._quantize_outside_training(self.project_in(self._tokens(x)))
         finally:
             self.train(training)
         return self._codes_layout(codes.long(), x)
@@ -121,11 +144,14 @@ class BottleneckQuantizer(nn.Module):
         return self.project_out(self._lookup(codes))
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
-        """Quantize ``x``; in training the output carries gradients to ``x`` (straight-through)."""
-        tokens = self._tokens(x)
-        quantized, codes, loss = self._quantize(self.project_in(tokens))
-        if not self.training:
-            quantized = self._lookup(codes)
+        """Quantize ``x``. In training the output carries gradients to ``x`` (straight-through)
+        and ``loss`` is the library's; in eval the output is ``decode(encode(x))`` and ``loss`` 0."""
+        z = self.project_in(self._tokens(x))
+        if self.training:
+            quantized, codes, loss = self._quantize(z)
+        else:  # eval: the codes' own vectors, and no training loss (the libraries differ there)
+            _, codes, _ = self._quantize_outside_training(z)
+            quantized, loss = self._lookup(codes), z.new_zeros(())
         stats = usage_stats(codes, self.code_radix)
         output = self._as_maps(self.project_out(quantized), x)
         return QuantizerOutput(output, self._codes_layout(codes.long(), x), loss.reshape(()), stats)

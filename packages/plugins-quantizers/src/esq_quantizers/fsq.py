@@ -62,15 +62,15 @@ class FSQ(BottleneckQuantizer):
         self.levels = chosen
         self.code_radix = math.prod(chosen)
         # The library needs preserve_symmetry for a level of 2 (a grid of {-1, 1}).
-        self.fsq = LibraryFSQ(levels=chosen, dim=bottleneck_dim, preserve_symmetry=2 in chosen)
+        self.library = LibraryFSQ(levels=chosen, dim=bottleneck_dim, preserve_symmetry=2 in chosen)
 
     @property
     def bits_per_vector(self) -> float:
         return sum(math.log2(level) for level in self.levels)
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, codes = self.fsq(z)
+        quantized, codes = self.library(z)
         return quantized, codes, z.new_zeros(())
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.fsq.indices_to_codes(codes)
+        return self.library.indices_to_codes(codes)

@@ -16,9 +16,10 @@ class Identity(BottleneckQuantizer):
 
     name = "none"
 
-    def __init__(self, input_dim: int) -> None:
+    def __init__(self, input_dim: int, bottleneck_dim: int | None = None) -> None:
+        # bottleneck_dim is accepted, like every quantizer's, and means nothing here.
         super().__init__(input_dim, input_dim, {})
-        self.options = {"input_dim": input_dim}
+        self.options = {"input_dim": input_dim, "bottleneck_dim": bottleneck_dim}
 
     @property
     def bits_per_vector(self) -> float:
@@ -32,5 +33,5 @@ class Identity(BottleneckQuantizer):
         return codes if codes.ndim == 3 else codes.movedim(-1, 1)
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
-        self._tokens(x)
-        return QuantizerOutput(x.float(), self.encode(x), x.new_zeros(()), {})
+        codes = self.encode(x)
+        return QuantizerOutput(self.decode(codes).clone(), codes, x.new_zeros(()), {})

@@ -38,14 +38,14 @@ class LFQ(BottleneckQuantizer):
             )
         super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.code_radix = codebook_size
-        self.lfq = LibraryLFQ(
+        self.library = LibraryLFQ(
             dim=bottleneck_dim,
             **pick(self.options, "codebook_size", "entropy_loss_weight", "diversity_gamma", "spherical"),
         )
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, codes, loss = self.lfq(z)
+        quantized, codes, loss = self.library(z)
         return quantized, codes, loss
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.lfq.indices_to_codes(codes)
+        return self.library.indices_to_codes(codes)

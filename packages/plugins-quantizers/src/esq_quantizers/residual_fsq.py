@@ -33,11 +33,11 @@ class ResidualFSQ(BottleneckQuantizer):
         super().__init__(input_dim, bottleneck_dim, {"levels": chosen, "num_quantizers": num_quantizers})
         self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
         self.code_radix = math.prod(chosen)
-        self.rfsq = LibraryResidualFSQ(levels=chosen, num_quantizers=num_quantizers, dim=bottleneck_dim)
+        self.library = LibraryResidualFSQ(levels=chosen, num_quantizers=num_quantizers, dim=bottleneck_dim)
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, codes = self.rfsq(z)
+        quantized, codes = self.library(z)
         return quantized, codes, z.new_zeros(())
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.rfsq.get_output_from_indices(codes)
+        return self.library.get_output_from_indices(codes)

@@ -10,7 +10,7 @@ import torch
 from vector_quantize_pytorch import ResidualVQ
 
 from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
-from esq_quantizers.vq import EMA_VQ_OPTIONS
+from esq_quantizers.vq import EMA_VQ_OPTIONS, check_ema_options
 
 
 class RVQ(BottleneckQuantizer):
@@ -34,14 +34,15 @@ class RVQ(BottleneckQuantizer):
         super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
         self.code_radix = positive_int("codebook_size", codebook_size, self.name)
-        self.rvq = ResidualVQ(
+        check_ema_options(self.name, decay, commitment_weight, threshold_ema_dead_code)
+        self.library = ResidualVQ(
             dim=bottleneck_dim,
             **pick(self.options, "num_quantizers", "shared_codebook", "quantize_dropout", *EMA_VQ_OPTIONS),
         )
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, codes, losses = self.rvq(z)
+        quantized, codes, losses = self.library(z)
         return quantized, codes, losses.sum()
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.rvq.get_output_from_indices(codes)
+        return self.library.get_output_from_indices(codes)

@@ -23,10 +23,12 @@ class SimVQ(BottleneckQuantizer):
             input_dim, bottleneck_dim, {"codebook_size": codebook_size, "commitment_weight": commitment_weight}
         )
         self.code_radix = positive_int("codebook_size", codebook_size, self.name)
-        self.simvq = LibrarySimVQ(dim=bottleneck_dim, codebook_size=codebook_size, commitment_weight=commitment_weight)
+        self.library = LibrarySimVQ(
+            dim=bottleneck_dim, codebook_size=codebook_size, commitment_weight=commitment_weight
+        )
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.simvq(z)
+        return self.library(z)
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.simvq.indices_to_codes(codes)
+        return self.library.indices_to_codes(codes)

@@ -55,6 +55,27 @@ def _from_bits(payload: bytes, count: int, bits: int) -> np.ndarray:
     return (matrix << np.arange(bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
+def _check_codes(codes: Any, quantizer: Any) -> None:
+    if not all(hasattr(quantizer, name) for name in ("name", "options", "codes_per_vector", "code_radix")):
+        raise DataError(f"pack: {type(quantizer).__name__} is not an esq-quantizers quantizer")
+    if not torch.is_tensor(codes):
+        raise DataError(f"pack: codes must be a tensor from {quantizer.name}.encode(), got {type(codes).__name__}")
+    if quantizer.name == "none":
+        if not codes.is_floating_point() or codes.ndim < 1 or codes.shape[-1] != quantizer.input_dim:
+            raise DataError(
+                f"pack: none's codes are float features of width {quantizer.input_dim}, "
+                f"got {codes.dtype} {tuple(codes.shape)}"
+            )
+        return
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise DataError(f"pack: codes must be integers from {quantizer.name}.encode(), got {codes.dtype}")
+    q = quantizer.codes_per_vector
+    if q > 1 and (codes.ndim < 1 or codes.shape[-1] != q):
+        raise DataError(
+            f"pack: {quantizer.name} gives {q} codes per vector (the last axis), got shape {tuple(codes.shape)}"
+        )
+
+
 def pack(codes: torch.Tensor, quantizer: Any, path: str | Path) -> Path:
     """Write ``codes`` (from ``quantizer.encode``) to ``path``; returns the path.
 
@@ -65,6 +86,7 @@ def pack(codes: torch.Tensor, quantizer: Any, path: str | Path) -> Path:
     >>> torch.equal(unpack(path).codes, codes)
     True
     """
+    _check_codes(codes, quantizer)
     header: dict[str, Any] = {"quantizer": quantizer.name, "options": quantizer.options, "shape": list(codes.shape)}
     if quantizer.name == "none":
         payload = codes.detach().to(torch.float32).contiguous().cpu().numpy().tobytes()
@@ -122,6 +144,8 @@ def unpack(path: str | Path) -> PackedCodes:
             for _ in range(q):
                 digits.append(values % np.uint64(radix))
                 values = values // np.uint64(radix)
+            if (values != 0).any():
+                raise DataError(f"{path}: corrupt: a stored value exceeds {radix}^{q}")
             flat = np.stack(digits, axis=1)
         else:
             flat = _from_bits(payload, count * q, bits // q).reshape(count, q)

@@ -16,6 +16,15 @@ from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positiv
 EMA_VQ_OPTIONS = ("codebook_size", "decay", "commitment_weight", "kmeans_init", "threshold_ema_dead_code")
 
 
+def check_ema_options(name: str, decay: float, commitment_weight: float, threshold_ema_dead_code: int) -> None:
+    if not 0 < decay < 1:
+        raise ConfigError(f"{name}: decay must be between 0 and 1, got {decay}")
+    if commitment_weight < 0:
+        raise ConfigError(f"{name}: commitment_weight must be at least 0, got {commitment_weight}")
+    if threshold_ema_dead_code < 0:
+        raise ConfigError(f"{name}: threshold_ema_dead_code must be at least 0, got {threshold_ema_dead_code}")
+
+
 class VQ(BottleneckQuantizer):
     """VQ-VAE quantizer with EMA codebook updates and dead-code replacement."""
 
@@ -33,21 +42,11 @@ class VQ(BottleneckQuantizer):
     ) -> None:
         super().__init__(input_dim, bottleneck_dim, options_from(locals()))
         self.code_radix = positive_int("codebook_size", codebook_size, self.name)
-        if not 0 < decay < 1:
-            raise ConfigError(f"vq: decay must be between 0 and 1, got {decay}")
-        self.vq = VectorQuantize(dim=bottleneck_dim, **pick(self.options, *EMA_VQ_OPTIONS))
+        check_ema_options(self.name, decay, commitment_weight, threshold_ema_dead_code)
+        self.library = VectorQuantize(dim=bottleneck_dim, **pick(self.options, *EMA_VQ_OPTIONS))
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        codebook = self.vq._codebook
-        if self.training or bool(codebook.initted):
-            return self.vq(z)
-        # Eval before any training step (a validation sanity check, say): k-means must learn
-        # from training data, so the library must not initialise the codebook from this batch.
-        codebook.initted.fill_(True)
-        try:
-            return self.vq(z)
-        finally:
-            codebook.initted.fill_(False)
+        return self.library(z)
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.vq.get_output_from_indices(codes)
+        return self.library.get_output_from_indices(codes)
