@@ -53,6 +53,21 @@ class Bare(nn.Module):
         return self.project_out(out[0]), loss
 
 
+def same_weights(ours: nn.Module, bare: Bare, x: torch.Tensor) -> None:
+    """Give the bare side esq's weights, and check both compute the same step."""
+    bare.project_in.load_state_dict(ours.project_in.state_dict())
+    bare.project_out.load_state_dict(ours.project_out.state_dict())
+    bare.module.load_state_dict(ours.library.state_dict())
+    with torch.no_grad():
+        ours.eval(), bare.eval()
+        expected = bare(x)[0]
+        if not torch.allclose(ours(x).quantized, expected, atol=1e-5):
+            raise SystemExit(
+                f"{type(ours).__name__}: esq and the bare module disagree; the timing would compare unlike work"
+            )
+        ours.train(), bare.train()
+
+
 def esq_step(model: nn.Module) -> Callable[[torch.Tensor], None]:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -98,8 +113,8 @@ def main() -> None:
     for name, (options, build_bare) in CASES.items():
         torch.manual_seed(0)
         ours = quantizers.create(name, input_dim=768, bottleneck_dim=BOTTLENECK, **options).train()
-        torch.manual_seed(0)
         bare = Bare(build_bare()).train()
+        same_weights(ours, bare, x)
         steps = {"esq": esq_step(ours), "bare": bare_step(bare)}
         for step in steps.values():  # warm-up, untimed
             step(x)
