@@ -169,19 +169,18 @@ def usage_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
     """
     levels = codes.shape[-1] if codes.ndim == 3 else 1
     flat = codes.detach().reshape(-1, levels).long()
+    kept = flat >= 0  # before the offsets below, which would make a -1 look like a real code
     offsets = torch.arange(levels, device=flat.device) * codebook_size
-    kept = flat >= 0
     counts = torch.bincount((flat + offsets)[kept], minlength=levels * codebook_size)
-    counts = counts.reshape(levels, codebook_size).double()
-    totals = counts.sum(dim=1, keepdim=True)
-    present = totals.squeeze(1) > 0
-    if not bool(present.any()):
-        return {"codebook_usage": 0.0, "perplexity": 0.0, "dead_codes": float(codebook_size)}
-    probabilities = counts[present] / totals[present]
-    entropy = -(probabilities * probabilities.clamp_min(1e-300).log()).sum(dim=1)
-    used = (counts[present] > 0).sum(dim=1).double()
-    return {
-        "codebook_usage": float((used / codebook_size).mean()),
-        "perplexity": float(entropy.exp().mean()),
-        "dead_codes": float((codebook_size - used).mean()),
-    }
+    counts = counts.reshape(levels, codebook_size).float()
+    totals = counts.sum(dim=1)
+    present = totals > 0
+    if not bool(present.all()):
+        if not bool(present.any()):
+            return {"codebook_usage": 0.0, "perplexity": 0.0, "dead_codes": float(codebook_size)}
+        counts, totals = counts[present], totals[present]
+    entropy = torch.special.entr(counts / totals[:, None]).sum(dim=1)
+    used = (counts > 0).sum(dim=1).float()
+    usage, perplexity = (used / codebook_size).mean(), entropy.exp().mean()
+    dead = codebook_size - used.mean().item()
+    return {"codebook_usage": usage.item(), "perplexity": perplexity.item(), "dead_codes": dead}
