@@ -66,7 +66,7 @@ class Registry:
     @classmethod
     def build(cls, kind: str, plugins: Iterable[Any]) -> Registry:
         """The specs of ``kind`` that the plugins (``PluginInfo``, loaded) provide."""
-        return cls(check_kind(kind), [spec for info in plugins for spec in info.specs.get(kind, [])])
+        return cls(kind, [spec for info in plugins for spec in info.specs.get(kind, [])])
 
     def _add(self, spec: Spec) -> None:
         existing = self._specs.get(spec.name)
