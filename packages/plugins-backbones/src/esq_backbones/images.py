@@ -1,0 +1,129 @@
+"""Images in, normalised RGB batches out: each backbone's ``preprocess`` and its input checks.
+
+Grayscale is converted to RGB (the one channel repeated); RGBA and other channel counts are
+refused, because dropping alpha silently changes what transparent pixels look like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from esq.errors import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def rgb_batch(images: torch.Tensor, name: str) -> torch.Tensor:
+    """A float ``(N, 3, H, W)`` batch; one channel becomes three, anything else but 3 is refused."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise DataError(f"{name}: expected an image batch of shape (N, C, H, W), got {shape}")
+    if images.shape[0] == 0:
+        raise DataError(f"{name}: the image batch is empty")
+    if not images.is_floating_point():
+        raise DataError(
+            f"{name}: expected float images, got {images.dtype}; pass them through backbone.preprocess(images) first"
+        )
+    channels = images.shape[1]
+    if channels == 1:
+        return images.expand(-1, 3, -1, -1)
+    if channels == 4:
+        raise DataError(
+            f"{name}: images have 4 channels (RGBA); drop or composite the alpha channel first "
+            "(PIL: image.convert('RGB'), tensors: images[:, :3])"
+        )
+    if channels != 3:
+        raise DataError(f"{name}: images have {channels} channels; expected 3 (RGB) or 1 (grayscale)")
+    return images
+
+
+def check_size_multiple(name: str, multiple: int, reason: str, height: int, width: int) -> None:
+    """Both image sides must be multiples of ``multiple`` (``reason`` says why: a patch size...)."""
+    if height % multiple or width % multiple:
+        fit = f"{max(multiple, height // multiple * multiple)}×{max(multiple, width // multiple * multiple)}"
+        raise DataError(
+            f"{name}: image sides must be multiples of {multiple} ({reason}), got {height}×{width}; "
+            f"resize or crop them (e.g. to {fit})"
+        )
+
+
+def _pil_to_tensor(image: Any, name: str) -> torch.Tensor:
+    from torchvision.transforms.functional import pil_to_tensor
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        raise DataError(
+            f"{name}: image has an alpha channel (mode {image.mode}); convert it with image.convert('RGB') first"
+        )
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    return pil_to_tensor(image)
+
+
+class ImageTransform:
+    """What a backbone's weights expect: RGB in [0, 1], optional resize and centre crop, then
+    normalisation by ``mean`` and ``std``.
+
+    Takes a PIL image, a list of them, or a tensor ``(C, H, W)`` / ``(N, C, H, W)`` (uint8 in
+    0–255 or float in 0–1); returns a float ``(N, 3, H, W)`` batch.
+
+    >>> transform = ImageTransform("demo", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    >>> transform(torch.full((1, 2, 2), 255, dtype=torch.uint8)).shape
+    torch.Size([1, 3, 2, 2])
+    """
+
+    def __init__(
+        self,
+        name: str,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        resize: int | None = None,
+        crop: int | None = None,
+    ) -> None:
+        self.name = name
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.resize, self.crop = resize, crop
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}, "
+            f"resize={self.resize}, crop={self.crop})"
+        )
+
+    def _as_batch(self, images: Any) -> torch.Tensor:
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise DataError(f"{self.name}: preprocess got an empty list of images")
+            return torch.cat([self._as_batch(image) for image in images])
+        if not torch.is_tensor(images):
+            if hasattr(images, "mode") and hasattr(images, "size"):
+                images = _pil_to_tensor(images, self.name)
+            else:
+                raise DataError(f"{self.name}: preprocess takes PIL images or tensors, got {type(images).__name__}")
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.dtype == torch.uint8:
+            return images.float() / 255
+        if not images.is_floating_point():
+            raise DataError(f"{self.name}: images must be uint8 (0–255) or float (0–1), got {images.dtype}")
+        return images.float()
+
+    def __call__(self, images: Any) -> torch.Tensor:
+        batch = rgb_batch(self._as_batch(images), self.name)
+        if self.resize is not None:
+            height, width = batch.shape[-2:]
+            scale = self.resize / min(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.crop is not None:
+            height, width = batch.shape[-2:]
+            if min(height, width) < self.crop:
+                raise DataError(f"{self.name}: images of {height}×{width} are smaller than the {self.crop} px crop")
+            top, left = (height - self.crop) // 2, (width - self.crop) // 2
+            batch = batch[..., top : top + self.crop, left : left + self.crop]
+        return (batch - self.mean) / self.std

@@ -1,0 +1,85 @@
+"""Segmentation backbones: a frozen trunk, its last block (frozen unless ``train_last_block``),
+and a trainable head whose logits are upsampled bilinearly to the input size.
+
+``embed(images)`` gives the map the head reads (the features a quantizer squeezes), ``classify``
+turns such a map into logits, and ``forward(images) = classify(embed(images), size)``. The frozen
+part runs without autograd; ``embed``'s output is an ordinary tensor a quantizer can train on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esq_backbones.base import FrozenBackbone, positive_int
+
+
+class SegmentationBackbone(FrozenBackbone):
+    """Subclasses pass ``head`` and ``last_block`` (a module inside ``network``) and define
+    ``trunk(images)`` (everything before the last block) and ``to_map(x)`` (the last block's
+    output as an ``(N, C, h, w)`` map)."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        taps: dict[str, nn.Module],
+        default_layer: str,
+        *,
+        head: nn.Module,
+        last_block: nn.Module,
+        num_classes: int,
+        train_last_block: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(network, taps, default_layer, **options)
+        self.num_classes = positive_int(num_classes, f"{self.name}: num_classes")
+        self.head = head
+        object.__setattr__(self, "last_block", last_block)  # a part of `network`, not a second copy
+        self.train_last_block = bool(train_last_block)
+        if self.train_last_block:
+            last_block.requires_grad_(True)
+        self.train(self.training)
+
+    def trainable_blocks(self) -> list[nn.Module]:
+        return [self.last_block] if self.train_last_block else []
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_map(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _run(self, images: torch.Tensor) -> Any:
+        return self.last_block(self.trunk(images))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The ``(N, feature_dim, h, w)`` map the head reads."""
+        images = self._checked(images).to(self.device)
+        with torch.no_grad():
+            x = self.trunk(images)
+            if not self.train_last_block:
+                x = self.last_block(x)
+        if self.train_last_block:
+            x = self.last_block(x)
+        return self.to_map(x)
+
+    def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Head logits for an ``embed``-shaped map, upsampled to ``size``."""
+        return F.interpolate(self.head(features), size=tuple(size), mode="bilinear", align_corners=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, num_classes, H, W)`` logits."""
+        return self.classify(self.embed(images), images.shape[-2:])
+
+
+def conv_head(in_channels: int, hidden: int, num_classes: int) -> nn.Sequential:
+    """Conv3×3 → BatchNorm → ReLU → Conv1×1, the head the ViT and tiny backbones train."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, num_classes, kernel_size=1),
+    )

@@ -1,0 +1,5 @@
+"""esq-backbones tests skip cleanly where the plugin is not installed."""
+
+import pytest
+
+pytest.importorskip("esq_backbones")
