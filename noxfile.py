@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import nox
@@ -44,7 +45,7 @@ def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = (TOOL
     (site / "_esq_shared_torch.pth").write_text(torch_site.stdout.strip() + "\n")
     digest = hashlib.sha256(json.dumps([projects, tools]).encode())
     for project in projects:
-        digest.update((ROOT / project / "pyproject.toml").read_bytes())
+        digest.update((ROOT / project.partition("[")[0] / "pyproject.toml").read_bytes())
     stamp = Path(session.virtualenv.location) / ".esq-installed"
     if stamp.is_file() and stamp.read_text() == digest.hexdigest():
         session.log("installed packages are up to date")
@@ -55,7 +56,10 @@ def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = (TOOL
 
 
 def package_path(name: str) -> str:
-    return f"packages/{name}"
+    """The package's folder with all its extras: tests cover the optional backbones too."""
+    pyproject = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())
+    extras = sorted(pyproject["project"].get("optional-dependencies", {}))
+    return f"packages/{name}" + (f"[{','.join(extras)}]" if extras else "")
 
 
 @nox.session(python=PYTHON)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates or updates .venv: every package under packages/ installed editable, plus the tools
+# Creates or updates .venv: every package under packages/ installed editable (with its extras), plus the tools
 # (nox, pytest, ruff from tools.txt). Reinstalls only when one of those files changed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +14,11 @@ fi
 scripts/link-torch.sh "$venv"
 packages=()
 for package in packages/*/; do
-  packages+=(-e "${package%/}")
+  # with every extra the package declares (esq-backbones[lpips,sd-vae]), as the nox sessions do
+  extras=$(python3.11 -c 'import sys, tomllib
+extras = sorted(tomllib.load(open(sys.argv[1], "rb"))["project"].get("optional-dependencies", {}))
+print("[" + ",".join(extras) + "]" if extras else "")' "${package}pyproject.toml")
+  packages+=(-e "${package%/}$extras")
 done
 echo "esq: installing ${packages[*]} into $venv" >&2
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" \

@@ -95,11 +95,18 @@ class ImageTransform:
             f"resize={self.resize}, crop={self.crop})"
         )
 
+    def _stack(self, batches: list[torch.Tensor]) -> torch.Tensor:
+        if not batches:
+            raise DataError(f"{self.name}: preprocess got an empty list of images")
+        sizes = sorted({tuple(batch.shape[-2:]) for batch in batches})
+        if len(sizes) > 1:
+            raise DataError(
+                f"{self.name}: the images have different sizes ({', '.join(f'{h}×{w}' for h, w in sizes[:3])}); "
+                "resize them to one size first"
+            )
+        return torch.cat(batches)
+
     def _as_batch(self, images: Any) -> torch.Tensor:
-        if isinstance(images, (list, tuple)):
-            if not images:
-                raise DataError(f"{self.name}: preprocess got an empty list of images")
-            return torch.cat([self._as_batch(image) for image in images])
         if not torch.is_tensor(images):
             if hasattr(images, "mode") and hasattr(images, "size"):
                 images = _pil_to_tensor(images, self.name)
@@ -114,6 +121,8 @@ class ImageTransform:
         return images.float()
 
     def __call__(self, images: Any) -> torch.Tensor:
+        if isinstance(images, (list, tuple)):
+            return self._stack([self(image) for image in images])
         batch = rgb_batch(self._as_batch(images), self.name)
         if self.resize is not None:
             height, width = batch.shape[-2:]

@@ -53,10 +53,7 @@ class LPIPSVGG(FrozenBackbone):
         self.load_weights(weights, network.net, convert=vgg_to_slices)
         slices = [getattr(network.net, f"slice{k}") for k in range(1, len(LAYERS) + 1)]
         super().__init__(network, dict(zip(LAYERS, slices, strict=True)), layer, batch_size=batch_size)
-        self._scales = {
-            name: lin.model[-1].weight.detach().clamp_min(0).sqrt().view(1, -1, 1, 1)
-            for name, lin in zip(LAYERS, network.lins, strict=True)
-        }
+        self._lins = dict(zip(LAYERS, network.lins, strict=True))
         self._normalize = lpips.normalize_tensor
         self.options = {"weights": str(weights), "layer": layer, "batch_size": batch_size}
         self.preprocess = ImageTransform(self.name, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -65,4 +62,5 @@ class LPIPSVGG(FrozenBackbone):
         return self.network.net(self.network.scaling_layer(images))
 
     def _tap_output(self, name: str, output: torch.Tensor) -> torch.Tensor:
-        return self._normalize(output) * self._scales[name].to(output.device)
+        scale = self._lins[name].model[-1].weight.clamp_min(0).sqrt().view(1, -1, 1, 1)
+        return self._normalize(output) * scale

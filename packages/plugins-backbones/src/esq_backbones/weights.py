@@ -9,6 +9,7 @@ and mis-shaped keys.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,18 @@ def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "allowed global" not in str(error) and "Unsupported global" not in str(error):
+            raise CheckpointError(
+                f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it"
+            ) from error
+        raise CheckpointError(
+            f"{backbone}: weights file {path} holds objects other than tensors, which loading with "
+            "weights_only=True refuses; save model.state_dict() instead of the model"
+        ) from error
     except Exception as error:  # any reader failure means an unreadable file
-        raise CheckpointError(f"{backbone}: cannot read weights file {path}: {error}") from error
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{backbone}: cannot read weights file {path}: {first_line}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -1,0 +1,140 @@
+"""weights="none" | "default" | PATH: offline lookup, exact loading, clear errors."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torchvision import models
+
+import esq
+from esq.errors import CheckpointError, ConfigError
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub folder (TORCH_HOME) for the test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def create(name, **options):
+    return esq.registry("backbones").create(name, **options)
+
+
+def test_default_without_the_file_names_it_and_its_folder(hub):
+    with pytest.raises(CheckpointError) as error:
+        create("resnet50", weights="default")
+    message = str(error.value)
+    assert (
+        f"needs torchvision's ResNet50_Weights.IMAGENET1K_V2 at {hub}/resnet50-11ad3fa6.pth, which is missing"
+        in message
+    )
+    assert f"put it in {hub}/" in message and "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in message
+    assert "esq weights resnet50" in message
+
+
+def test_default_loads_the_cached_file(hub, images):
+    torch.manual_seed(1)
+    reference = models.resnet50(weights=None).eval()
+    torch.save(reference.state_dict(), hub / "resnet50-11ad3fa6.pth")
+    torch.manual_seed(2)
+    backbone = create("resnet50", weights="default")
+    for key, value in reference.state_dict().items():
+        assert torch.equal(backbone.network.state_dict()[key], value), key
+
+
+def test_deeplab_default_keeps_the_body_and_reinitialises_a_resized_classifier(hub):
+    torch.manual_seed(1)
+    pretrained = models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=True)
+    torch.save(pretrained.state_dict(), hub / "deeplabv3_resnet50_coco-cd0a2569.pth")
+    backbone = create("deeplabv3_resnet50", weights="default", num_classes=3)
+    state = pretrained.state_dict()
+    assert torch.equal(backbone.network.layer4[2].conv3.weight, state["backbone.layer4.2.conv3.weight"])
+    assert torch.equal(backbone.head[0].convs[0][0].weight, state["classifier.0.convs.0.0.weight"])
+    assert backbone.head[-1].out_channels == 3
+    same = create("deeplabv3_resnet50", weights="default")
+    assert torch.equal(same.head[-1].weight, state["classifier.4.weight"])
+
+
+def test_dinov2_default_is_found_in_the_hugging_face_cache(tmp_path, monkeypatch, hub):
+    import huggingface_hub.constants
+    import timm
+
+    cache = tmp_path / "hf"
+    repo = cache / "models--timm--vit_base_patch14_dinov2.lvd142m"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    torch.manual_seed(3)
+    reference = timm.create_model("vit_base_patch14_dinov2.lvd142m", pretrained=False, dynamic_img_size=True)
+    save_file(reference.state_dict(), repo / "snapshots" / "abc123" / "model.safetensors")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    backbone = create("dinov2_vitb14", weights="default")
+    assert torch.equal(backbone.network.blocks[11].mlp.fc2.weight, reference.blocks[11].mlp.fc2.weight)
+
+
+def test_a_file_of_another_architecture_shows_its_keys(tmp_path):
+    path = tmp_path / "vgg.pth"
+    torch.save(models.vgg11(weights=None).state_dict(), path)
+    with pytest.raises(CheckpointError) as error:
+        create("resnet50", weights=str(path))
+    message = str(error.value)
+    assert f"resnet50: weights file {path} does not fit this architecture (missing keys: bn1.bias" in message
+    assert "unexpected keys: classifier.0.bias" in message and "in all)" in message
+
+
+def test_shape_mismatches_are_listed(tmp_path):
+    path = tmp_path / "vit_b_32.pth"
+    torch.save(models.vit_b_32(weights=None).state_dict(), path)
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatches: conv_proj.weight \(768, 3, 32, 32\) vs \(768, 3, 16, 16\)"
+    ):
+        create("vit_b_16", weights=str(path))
+
+
+def test_wrapped_and_prefixed_state_dicts_and_safetensors_load(tmp_path):
+    torch.manual_seed(4)
+    reference = models.vgg19(weights=None).state_dict()
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in reference.items()}}, wrapped)
+    flat = tmp_path / "flat.safetensors"
+    save_file(reference, flat)
+    for path in (wrapped, flat):
+        backbone = create("vgg19", weights=str(path))
+        assert torch.equal(backbone.network.features[34].weight, reference["features.34.weight"])
+
+
+class NotATensor:
+    pass
+
+
+def test_unreadable_missing_and_unsafe_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match=r"weights file .*nothing.pth does not exist"):
+        create("tiny_cnn", weights=str(tmp_path / "nothing.pth"))
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="tiny_cnn: cannot read weights file"):
+        create("tiny_cnn", weights=str(corrupt))
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"weight": NotATensor()}, unsafe)
+    with pytest.raises(CheckpointError, match="holds objects other than tensors, which loading with weights_only=True"):
+        create("tiny_cnn", weights=str(unsafe))
+    with pytest.raises(CheckpointError, match="holds no state dict of tensors"):
+        torch.save({"weight": [1, 2]}, unsafe)
+        create("tiny_cnn", weights=str(unsafe))
+    with pytest.raises(ConfigError, match="tiny_cnn has no pretrained weights"):
+        create("tiny_cnn", weights="default")
+    with pytest.raises(ConfigError, match="weights must be 'none', 'default' or a file path"):
+        create("tiny_cnn", weights="")
+
+
+def test_a_saved_tiny_backbone_loads_back(tmp_path, images):
+    torch.manual_seed(5)
+    original = create("tiny_cnn")
+    path = tmp_path / "tiny.pth"
+    torch.save(original.network.state_dict(), path)
+    loaded = create("tiny_cnn", weights=str(path))
+    x = images(2, 32)
+    torch.testing.assert_close(loaded.features(x, "block3")["block3"], original.features(x, "block3")["block3"])
+    assert loaded.options["weights"] == str(path)
