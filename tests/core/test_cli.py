@@ -51,6 +51,17 @@ def test_list_all_kinds_as_tables():
     assert "rounding" in result.stdout and "exact_ip" in result.stdout
 
 
+def test_table_cells_are_printed_as_written(tmp_path):
+    plugin = tmp_path / "brackets.py"
+    plugin.write_text(
+        "from esq import QuantizerSpec, hookimpl\n"
+        "@hookimpl\n"
+        "def esq_quantizers():\n"
+        "    return [QuantizerSpec(name='bracket', factory=dict, summary='p[x] [b]y')]\n"
+    )
+    assert "p[x] [b]y" in esq("list", "quantizers", "--plugin", str(plugin)).stdout
+
+
 def test_list_rejects_an_unknown_kind():
     result = esq("list", "quantiser")
     assert result.exit_code == 2 and "'quantiser' is not one of" in result.stderr

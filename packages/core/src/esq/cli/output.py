@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from esq.console import stdout
@@ -30,7 +31,8 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[st
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(format_cell(row.get(column)) for column in columns))
+        # cells are text, not rich markup: "esq-backbones[lpips]" must print as written
+        table.add_row(*(escape(format_cell(row.get(column))) for column in columns))
     stdout.print(table)
 
 
