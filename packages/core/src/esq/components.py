@@ -36,7 +36,9 @@ class Backbone(Protocol):
     """A frozen network whose layers can be tapped (an ``nn.Module``).
 
     ``features(images, layers)`` returns ``{layer: tensor}`` with ``(N, C, H, W)`` maps or
-    ``(N, T, D)`` tokens; segmentation backbones also return logits from ``forward(images)``.
+    ``(N, T, D)`` tokens, without autograd history; segmentation backbones also return logits
+    from ``forward(images)``. ``esq.pooling`` turns either into one vector per image. (esq's own
+    backbones also take layer indices and ``batch_size=``; pipelines pass names.)
     """
 
     options: dict[str, Any]
