@@ -96,40 +96,37 @@ class ViTSegmentation(SegmentationBackbone):
         return output if name == "conv_proj" else output[:, 1:]
 
 
-class ViTB16(ViTSegmentation):
+class ViTBase(ViTSegmentation):
+    """A torchvision ViT-B (``architecture``), 768-d patch tokens."""
+
+    architecture = staticmethod(models.vit_b_16)
+
+    def __init__(
+        self,
+        weights: str | Path = "none",
+        num_classes: int = 21,
+        head_channels: int = 256,
+        train_last_block: bool = False,
+        batch_size: int = 32,
+    ) -> None:
+        network = self.architecture(weights=None)
+        super().__init__(network, weights, num_classes, head_channels, train_last_block, batch_size)
+
+
+class ViTB16(ViTBase):
     """ViT-B/16 (torchvision), 768-d patch tokens on a 16-px grid."""
 
     name = "vit_b_16"
     WEIGHTS = models.ViT_B_16_Weights.DEFAULT
-
-    def __init__(
-        self,
-        weights: str | Path = "none",
-        num_classes: int = 21,
-        head_channels: int = 256,
-        train_last_block: bool = False,
-        batch_size: int = 32,
-    ) -> None:
-        network = models.vit_b_16(weights=None)
-        super().__init__(network, weights, num_classes, head_channels, train_last_block, batch_size)
+    architecture = staticmethod(models.vit_b_16)
 
 
-class ViTB32(ViTSegmentation):
+class ViTB32(ViTBase):
     """ViT-B/32 (torchvision), 768-d patch tokens on a 32-px grid."""
 
     name = "vit_b_32"
     WEIGHTS = models.ViT_B_32_Weights.DEFAULT
-
-    def __init__(
-        self,
-        weights: str | Path = "none",
-        num_classes: int = 21,
-        head_channels: int = 256,
-        train_last_block: bool = False,
-        batch_size: int = 32,
-    ) -> None:
-        network = models.vit_b_32(weights=None)
-        super().__init__(network, weights, num_classes, head_channels, train_last_block, batch_size)
+    architecture = staticmethod(models.vit_b_32)
 
 
 class TinyViT(ViTSegmentation):
