@@ -1,0 +1,25 @@
+"""esq-metrics: distribution metrics (``fid``, ``kid``, ``cmmd``, ``gmm_mahalanobis``,
+``gmm_nll``, ``kde_nll``) and graded image degradations for esq.
+
+The plain functions (``esq_metrics.fid(reference, other)`` returns a float) load on first use,
+so importing the plugin (``esq list``) imports neither torch nor scikit-learn.
+"""
+
+import importlib
+from typing import Any
+
+_FUNCTIONS = {
+    "fid": "distribution",
+    "kid": "distribution",
+    "cmmd": "distribution",
+    "gmm_mahalanobis": "density",
+    "gmm_nll": "density",
+    "kde_nll": "density",
+}
+__all__ = sorted(_FUNCTIONS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"esq_metrics.{_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module 'esq_metrics' has no attribute {name!r}")

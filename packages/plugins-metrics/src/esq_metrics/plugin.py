@@ -1,0 +1,65 @@
+"""The hooks esq calls. NumPy, scikit-learn and torch load only when a component is built."""
+
+from __future__ import annotations
+
+from esq import DegradationSpec, MetricSpec, hookimpl, lazy
+
+INF = float("inf")
+DISTRIBUTION_METRICS = [
+    ("fid", "distribution:FID", "Fréchet distance between Gaussian fits (symmetric eigen square root)", (0.0, INF)),
+    (
+        "kid",
+        "distribution:KID",
+        "Kernel inception distance: unbiased MMD², cubic polynomial kernel, subsets",
+        (-INF, INF),
+    ),
+    (
+        "cmmd",
+        "distribution:CMMD",
+        "MMD² with a Gaussian RBF kernel (σ 10) on L2-normalised embeddings, ×1000",
+        (-INF, INF),
+    ),
+    (
+        "gmm_mahalanobis",
+        "density:GMMMahalanobis",
+        "Mean Mahalanobis distance to the closest component of a GMM fitted on the reference",
+        (0.0, INF),
+    ),
+    ("gmm_nll", "density:GMMNLL", "Mean negative log-likelihood under a GMM fitted on the reference", (-INF, INF)),
+    (
+        "kde_nll",
+        "density:KDENLL",
+        "Mean negative log-likelihood under a Gaussian KDE fitted on the reference",
+        (-INF, INF),
+    ),
+]
+DEGRADATIONS = [
+    ("gaussian_blur", "degradations:GaussianBlur", "Gaussian blur, level σ in pixels"),
+    ("gaussian_noise", "degradations:GaussianNoise", "Additive Gaussian noise, level = std on the 0–255 scale"),
+    ("blur_contrast", "degradations:BlurContrast", "Gaussian blur then contrast reduction"),
+    ("aliasing", "degradations:Aliasing", "Nearest-neighbour down-sampling by a factor, then up-sampling"),
+    ("jpeg", "degradations:JPEG", "JPEG compression, level = 100 − quality"),
+]
+
+
+@hookimpl
+def esq_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(
+            name=name,
+            factory=lazy(f"esq_metrics.{target}"),
+            summary=summary,
+            kind="distribution",
+            higher_is_better=False,
+            range=value_range,
+        )
+        for name, target, summary, value_range in DISTRIBUTION_METRICS
+    ]
+
+
+@hookimpl
+def esq_degradations() -> list[DegradationSpec]:
+    return [
+        DegradationSpec(name=name, factory=lazy(f"esq_metrics.{target}"), summary=summary)
+        for name, target, summary in DEGRADATIONS
+    ]

@@ -1,0 +1,5 @@
+"""esq-metrics tests skip cleanly where the plugin is not installed."""
+
+import pytest
+
+pytest.importorskip("esq_metrics")
