@@ -36,8 +36,16 @@ DISTRIBUTION_METRICS = [
 DEGRADATIONS = [
     ("gaussian_blur", "degradations:GaussianBlur", "Gaussian blur, level σ in pixels"),
     ("gaussian_noise", "degradations:GaussianNoise", "Additive Gaussian noise, level = std on the 0–255 scale"),
-    ("blur_contrast", "degradations:BlurContrast", "Gaussian blur then contrast reduction"),
-    ("aliasing", "degradations:Aliasing", "Nearest-neighbour down-sampling by a factor, then up-sampling"),
+    (
+        "blur_contrast",
+        "degradations:BlurContrast",
+        "Gaussian blur then contrast reduction; level = step of (σ, contrast factor) pairs",
+    ),
+    (
+        "aliasing",
+        "degradations:Aliasing",
+        "Nearest-neighbour down-sampling by a factor (no antialiasing), then up-sampling",
+    ),
     ("jpeg", "degradations:JPEG", "JPEG compression, level = 100 − quality"),
 ]
 
