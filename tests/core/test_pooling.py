@@ -57,6 +57,8 @@ def test_pool_rejects_unknown_methods_and_shapes(maps):
         pool(maps[:, :, 0, 0], "gap")
     with pytest.raises(DataError, match="no layers"):
         pool({}, "gap")
+    with pytest.raises(DataError, match=r"layers hold different numbers of images: a 3, b 2"):
+        pool({"a": maps, "b": maps[:2]}, "gap")
 
 
 def test_pca_matches_the_covariance_eigenvectors():

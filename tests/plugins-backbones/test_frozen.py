@@ -32,12 +32,38 @@ def test_a_training_parent_neither_changes_the_frozen_part_nor_its_gradients(nam
     assert parent.training
 
 
-def test_embed_carries_no_history_and_features_are_inference_tensors(build, images):
+def test_embed_and_features_carry_no_history_and_are_ordinary_tensors(build, images):
     backbone = build("tiny_cnn")
     embedded = backbone.embed(images(2, 32))
     assert embedded.grad_fn is None and not embedded.requires_grad
-    tapped = backbone.features(images(2, 32), "block2")["block2"]
-    assert tapped.is_inference() and not tapped.requires_grad
+    for batch_size in (2, 1):  # one chunk, and several
+        tapped = backbone.features(images(2, 32), "block2", batch_size=batch_size)["block2"]
+        assert not tapped.is_inference() and not tapped.requires_grad
+        probe = nn.Conv2d(16, 2, 1)
+        probe(tapped).sum().backward()  # a model can train on extracted features
+        assert probe.weight.grad is not None
+        tapped += 1  # and they can be modified in place
+
+
+def test_extraction_leaves_a_trainable_last_block_untouched(images):
+    torch.manual_seed(0)
+    backbone = esq.registry("backbones").create("tiny_cnn", train_last_block=True)
+    backbone.train()
+    norm = backbone.network.block4[1]
+    before = running_stats(norm)
+    x = images(4, 32)
+    whole = backbone.features(x)["block4"]
+    assert backbone.feature_dim == 32
+    assert all(torch.equal(before[key], value) for key, value in running_stats(norm).items())
+    assert norm.training, "the block's own mode is restored after the extraction"
+    torch.testing.assert_close(backbone.features(x, batch_size=1)["block4"], whole)
+
+
+def test_a_half_precision_backbone_extracts_in_its_dtype(images):
+    torch.manual_seed(0)
+    backbone = esq.registry("backbones").create("tiny_cnn").to(torch.bfloat16)
+    assert backbone.features(images(2, 32))["block4"].dtype == torch.bfloat16
+    assert backbone(images(2, 32)).dtype == torch.bfloat16
 
 
 def test_train_last_block_trains_that_block_alone(images):

@@ -70,3 +70,31 @@ def test_features_convert_grayscale_and_refuse_raw_or_misshapen_input(build, ima
         backbone.features(torch.zeros(3, 32, 32))
     with pytest.raises(DataError, match="the image batch is empty"):
         backbone.features(torch.zeros(0, 3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("name", "height", "width"), [("vgg19", 256, 259), ("resnet50", 427, 640), ("resnet50", 300, 301)]
+)
+def test_preprocess_equals_the_weights_own_transforms(build, name, height, width):
+    from torchvision import models
+
+    preset = {"vgg19": models.VGG19_Weights.DEFAULT, "resnet50": models.ResNet50_Weights.DEFAULT}[name].transforms()
+    preprocess = build(name).preprocess
+    pixels = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(preprocess(pixels), preset(pixels).unsqueeze(0))
+    photo = Image.fromarray(pixels.permute(1, 2, 0).numpy())
+    torch.testing.assert_close(preprocess(photo), preset(photo).unsqueeze(0))
+    floats = pixels.float() / 255
+    torch.testing.assert_close(preprocess(floats), preset(floats).unsqueeze(0))
+
+
+def test_dinov2_preprocess_is_bicubic_at_518(build):
+    preprocess = build("dinov2_vitb14").preprocess
+    assert (preprocess.resize, preprocess.crop, preprocess.interpolation.value) == (518, 518, "bicubic")
+
+
+def test_deep_pil_images_are_refused_and_tensors_stay_on_their_device():
+    transform = ImageTransform("t")
+    with pytest.raises(DataError, match=r"16-bit or float pixels \(mode I;16\); scale it to 8-bit RGB"):
+        transform(Image.new("I;16", (4, 4)))
+    assert transform(torch.rand(1, 3, 4, 4, device="meta")).device.type == "meta"

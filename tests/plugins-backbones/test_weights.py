@@ -114,7 +114,12 @@ def test_unreadable_missing_and_unsafe_files_are_refused(tmp_path):
         create("tiny_cnn", weights=str(tmp_path / "nothing.pth"))
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="tiny_cnn: cannot read weights file"):
+    with pytest.raises(
+        CheckpointError, match="tiny_cnn: cannot read weights file .*: torch.save or safetensors did not"
+    ):
+        create("tiny_cnn", weights=str(corrupt))
+    corrupt.write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(CheckpointError, match="cannot read weights file .*: torch.save or safetensors did not"):
         create("tiny_cnn", weights=str(corrupt))
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"weight": NotATensor()}, unsafe)
@@ -138,3 +143,55 @@ def test_a_saved_tiny_backbone_loads_back(tmp_path, images):
     x = images(2, 32)
     torch.testing.assert_close(loaded.features(x, "block3")["block3"], original.features(x, "block3")["block3"])
     assert loaded.options["weights"] == str(path)
+
+
+def test_files_without_num_batches_tracked_load(tmp_path):
+    torch.manual_seed(6)
+    state = {
+        k: v for k, v in models.resnet50(weights=None).state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    path = tmp_path / "old.pth"
+    torch.save(state, path)
+    backbone = create("resnet50", weights=str(path))
+    assert torch.equal(backbone.network.fc.weight, state["fc.weight"])
+
+
+def test_a_deeplab_file_of_its_own_class_count_loads(tmp_path):
+    torch.manual_seed(7)
+    tuned = models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=5)
+    path = tmp_path / "tuned.pth"
+    torch.save(tuned.state_dict(), path)
+    backbone = create("deeplabv3_resnet50", weights=str(path), num_classes=5)
+    assert torch.equal(backbone.head[-1].weight, tuned.classifier[-1].weight)
+    with pytest.raises(CheckpointError, match=r"classifier.4.weight \(5, 256, 1, 1\) vs \(21, 256, 1, 1\)"):
+        create("deeplabv3_resnet50", weights=str(path))
+
+
+def test_sd_vae_files_with_the_old_attention_names_load(tmp_path):
+    import diffusers
+
+    from esq_backbones.sd_vae import CONFIG
+
+    torch.manual_seed(8)
+    vae = diffusers.AutoencoderKL(**CONFIG)
+    old_names = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    state = {}
+    for key, value in vae.state_dict().items():
+        for new, old in old_names.items():
+            key = key.replace(f"attentions.0.{new}.", f"attentions.0.{old}.")
+        state[key] = value
+    assert any(".query." in key for key in state)
+    path = tmp_path / "old.safetensors"
+    save_file(state, path)
+    backbone = create("sd_vae", weights=str(path))
+    attention = backbone.network.mid_block.attentions[0]
+    assert torch.equal(attention.to_q.weight, vae.encoder.mid_block.attentions[0].to_q.weight)
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(ConfigError, match="tiny_cnn: head_channels must be a positive integer, got 0"):
+        create("tiny_cnn", head_channels=0)
+    with pytest.raises(ConfigError, match="tiny_vit: num_classes must be a positive integer, got 2.0"):
+        create("tiny_vit", num_classes=2.0)
+    with pytest.raises(ConfigError, match="dinov2_vitb14: image_size must be a positive multiple of the patch size 14"):
+        create("dinov2_vitb14", image_size=256)

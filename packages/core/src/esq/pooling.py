@@ -76,6 +76,10 @@ def pool(features: Any, method: str = "gap") -> Any:
     if isinstance(features, Mapping):
         if not features:
             raise DataError("pooling got no layers; request at least one layer from the backbone")
+        counts = {name: tensor.shape[0] for name, tensor in features.items()}
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+            raise DataError(f"pooling: the layers hold different numbers of images: {listed}")
         return torch.cat([_FUNCTIONS[method](tensor) for tensor in features.values()], dim=1)
     return _FUNCTIONS[method](features)
 

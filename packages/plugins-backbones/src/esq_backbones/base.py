@@ -181,18 +181,20 @@ class FrozenBackbone(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """``{layer: (N, C, H, W) maps or (N, T, D) tokens}`` for preprocessed ``images``.
 
-        Runs in ``batch_size`` chunks under ``torch.inference_mode()``, stopping each forward pass
-        at the last requested layer; the hooks are removed afterwards.
+        Runs in ``batch_size`` chunks under ``torch.inference_mode()`` with the whole network in
+        eval mode, in the network's dtype, stopping each forward pass at the last requested layer;
+        the hooks are removed afterwards. The results are ordinary tensors without history.
         """
         names = self.resolve_layers(layers)
         images = self._checked(images)
         size = positive_int(batch_size, "batch_size") if batch_size is not None else self.batch_size
-        device = self.device
+        parameter = next(self.network.parameters())
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-        with torch.inference_mode(), self._tapping(names) as captured:
+        with self._all_eval(), torch.inference_mode(), self._tapping(names) as captured:
             for start in range(0, images.shape[0], size):
-                batch = images[start : start + size].to(device, torch.float32, memory_format=memory_format)
+                batch = images[start : start + size]
+                batch = batch.to(parameter.device, parameter.dtype, memory_format=memory_format)
                 captured.clear()
                 try:
                     self._run(batch)
@@ -200,4 +202,17 @@ class FrozenBackbone(nn.Module):
                     pass
                 for name in names:
                     parts[name].append(self._tap_output(name, captured[name]).contiguous())
-        return {name: torch.cat(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in parts.items()}
+        # outside inference mode: ordinary tensors, which a user may modify or train a model on
+        return {name: torch.cat(chunks) if len(chunks) > 1 else chunks[0].clone() for name, chunks in parts.items()}
+
+    @contextmanager
+    def _all_eval(self) -> Iterator[None]:
+        """The whole network in eval mode for an extraction, a trainable last block included
+        (its BatchNorm statistics must not move); each block's mode is restored afterwards."""
+        modes = [(module, module.training) for module in self.network.modules()]
+        self.network.eval()
+        try:
+            yield
+        finally:
+            for module, mode in modes:
+                module.training = mode

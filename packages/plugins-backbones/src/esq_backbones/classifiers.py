@@ -30,7 +30,9 @@ def resnet_taps(network: nn.Module) -> tuple[dict[str, nn.Module], dict[str, nn.
 def classification_transform(name: str, weights_enum: Any) -> ImageTransform:
     """The resize, crop and normalisation the torchvision weights were trained with."""
     preset = weights_enum.transforms()
-    return ImageTransform(name, preset.mean, preset.std, resize=preset.resize_size[0], crop=preset.crop_size[0])
+    return ImageTransform(
+        name, preset.mean, preset.std, preset.resize_size[0], preset.crop_size[0], preset.interpolation
+    )
 
 
 class ResNet50(FrozenBackbone):

@@ -1,5 +1,6 @@
 """``deeplabv3_resnet50``: torchvision's DeepLabV3 with a frozen ResNet-50 (output stride 8) and
-its trainable ASPP classifier; the 2048-d ``layer4`` map is what a quantizer squeezes.
+its trainable ASPP classifier; the 2048-d ``layer4`` map is what a quantizer squeezes. A weights
+file of your own may hold any ``num_classes`` (pass the same value).
 
 ``weights="default"`` reads torchvision's COCO-with-VOC-labels checkpoint (21 classes); its
 auxiliary classifier is not used, and with another ``num_classes`` the final 1×1 convolution is
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from torchvision.models import segmentation
 
+from esq_backbones.base import positive_int
 from esq_backbones.classifiers import resnet_taps
 from esq_backbones.images import ImageTransform
 from esq_backbones.segmentation import SegmentationBackbone
@@ -35,14 +37,14 @@ class DeepLabV3ResNet50(SegmentationBackbone):
         batch_size: int = 16,
         channels_last: bool = True,
     ) -> None:
+        num_classes = positive_int(num_classes, f"{self.name}: num_classes")
         model = segmentation.deeplabv3_resnet50(
-            weights=None, weights_backbone=None, num_classes=PRETRAINED_CLASSES, aux_loss=False
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
         )
-        self.load_weights(weights, model, ignore=("aux_classifier.",))
+        # the pretrained file has 21 classes: with another num_classes its final 1×1 conv starts fresh
+        fresh = ("classifier.4.",) if str(weights) == "default" and num_classes != PRETRAINED_CLASSES else ()
+        self.load_weights(weights, model, ignore=("aux_classifier.", *fresh))
         classifier = model.classifier
-        if num_classes != PRETRAINED_CLASSES:
-            final = classifier[-1]
-            classifier[-1] = torch.nn.Conv2d(final.in_channels, num_classes, kernel_size=1)
         body = model.backbone
         taps, stages = resnet_taps(body)
         super().__init__(

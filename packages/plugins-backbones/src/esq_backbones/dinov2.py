@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torchvision.transforms import InterpolationMode
 
+from esq.errors import ConfigError
 from esq_backbones.base import FrozenBackbone
 from esq_backbones.images import ImageTransform, check_size_multiple
 from esq_backbones.weights import PretrainedFile, huggingface_file
@@ -32,6 +34,12 @@ class DINOv2ViTB14(FrozenBackbone):
         self, weights: str | Path = "none", layer: str = "norm", image_size: int = 518, batch_size: int = 16
     ) -> None:
         import timm
+
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < PATCH or image_size % PATCH:
+            raise ConfigError(
+                f"{self.name}: image_size must be a positive multiple of the patch size {PATCH} (518 = 37 × 14), "
+                f"got {image_size!r}"
+            )
         from timm.models.vision_transformer import checkpoint_filter_fn
 
         network = timm.create_model(MODEL, pretrained=False, dynamic_img_size=True)
@@ -43,7 +51,9 @@ class DINOv2ViTB14(FrozenBackbone):
         self.prefix_tokens = network.num_prefix_tokens
         self.options = {"weights": str(weights), "layer": layer, "image_size": image_size, "batch_size": batch_size}
         config = network.pretrained_cfg
-        self.preprocess = ImageTransform(self.name, config["mean"], config["std"], resize=image_size, crop=image_size)
+        self.preprocess = ImageTransform(
+            self.name, config["mean"], config["std"], image_size, image_size, InterpolationMode(config["interpolation"])
+        )
 
     @classmethod
     def pretrained_files(cls) -> list[PretrainedFile]:

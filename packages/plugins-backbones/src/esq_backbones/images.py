@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
 
 from esq.errors import DataError
 
@@ -52,20 +53,27 @@ def check_size_multiple(name: str, multiple: int, reason: str, height: int, widt
         )
 
 
-def _pil_to_tensor(image: Any, name: str) -> torch.Tensor:
-    from torchvision.transforms.functional import pil_to_tensor
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+
+def _pil_rgb(image: Any, name: str) -> Any:
+    """An 8-bit RGB or L PIL image, or a ``DataError`` for alpha and 16-bit/float images."""
+    if image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
         raise DataError(
             f"{name}: image has an alpha channel (mode {image.mode}); convert it with image.convert('RGB') first"
         )
-    if image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    return pil_to_tensor(image)
+    if image.mode in DEEP_MODES:
+        raise DataError(
+            f"{name}: image has 16-bit or float pixels (mode {image.mode}); scale it to 8-bit RGB first, "
+            "or pass a float tensor in [0, 1]"
+        )
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
 
 
 class ImageTransform:
-    """What a backbone's weights expect: RGB in [0, 1], optional resize and centre crop, then
+    """What a backbone's weights expect: optional resize of the short side and centre crop (the
+    arithmetic of torchvision's transforms, applied to the image as given), RGB in [0, 1], then
     normalisation by ``mean`` and ``std``.
 
     Takes a PIL image, a list of them, or a tensor ``(C, H, W)`` / ``(N, C, H, W)`` (uint8 in
@@ -83,11 +91,12 @@ class ImageTransform:
         std: Sequence[float] = IMAGENET_STD,
         resize: int | None = None,
         crop: int | None = None,
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     ) -> None:
         self.name = name
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.resize, self.crop = resize, crop
+        self.resize, self.crop, self.interpolation = resize, crop, interpolation
 
     def __repr__(self) -> str:
         return (
@@ -106,33 +115,31 @@ class ImageTransform:
             )
         return torch.cat(batches)
 
-    def _as_batch(self, images: Any) -> torch.Tensor:
+    def _as_image(self, images: Any) -> Any:
+        """A PIL image in RGB or L, or a 4-D uint8/float tensor: what resize and crop take."""
         if not torch.is_tensor(images):
             if hasattr(images, "mode") and hasattr(images, "size"):
-                images = _pil_to_tensor(images, self.name)
-            else:
-                raise DataError(f"{self.name}: preprocess takes PIL images or tensors, got {type(images).__name__}")
+                return _pil_rgb(images, self.name)
+            raise DataError(f"{self.name}: preprocess takes PIL images or tensors, got {type(images).__name__}")
         if images.ndim == 3:
             images = images.unsqueeze(0)
-        if images.dtype == torch.uint8:
-            return images.float() / 255
-        if not images.is_floating_point():
+        if images.dtype != torch.uint8 and not images.is_floating_point():
             raise DataError(f"{self.name}: images must be uint8 (0–255) or float (0–1), got {images.dtype}")
-        return images.float()
+        return images
 
     def __call__(self, images: Any) -> torch.Tensor:
         if isinstance(images, (list, tuple)):
             return self._stack([self(image) for image in images])
-        batch = rgb_batch(self._as_batch(images), self.name)
+        image = self._as_image(images)
+        # resize and crop with the functions torchvision's weight transforms call, on the image as given
         if self.resize is not None:
-            height, width = batch.shape[-2:]
-            scale = self.resize / min(height, width)
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
+            image = TF.resize(image, [self.resize], interpolation=self.interpolation, antialias=True)
         if self.crop is not None:
-            height, width = batch.shape[-2:]
+            height, width = TF.get_dimensions(image)[1:]
             if min(height, width) < self.crop:
                 raise DataError(f"{self.name}: images of {height}×{width} are smaller than the {self.crop} px crop")
-            top, left = (height - self.crop) // 2, (width - self.crop) // 2
-            batch = batch[..., top : top + self.crop, left : left + self.crop]
-        return (batch - self.mean) / self.std
+            image = TF.center_crop(image, [self.crop])
+        if not torch.is_tensor(image):
+            image = TF.pil_to_tensor(image).unsqueeze(0)
+        batch = rgb_batch(image.float() / 255 if image.dtype == torch.uint8 else image.float(), self.name)
+        return (batch - self.mean.to(batch.device)) / self.std.to(batch.device)

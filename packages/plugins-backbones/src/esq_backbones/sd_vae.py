@@ -12,6 +12,9 @@ expected in [-1, 1] with sides a multiple of 8. ``weights="default"`` reads
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from esq_backbones.base import FrozenBackbone
 from esq_backbones.extras import import_extra
@@ -31,6 +34,14 @@ CONFIG = {
 DOWNSAMPLING = 8
 
 
+def renamed_attention_keys(vae: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with old attention names (``query``, ``key``, ``value``, ``proj_attn``) renamed
+    by diffusers' own loader rule (``to_q``, ``to_k``, ``to_v``, ``to_out.0``)."""
+    state = dict(state)
+    vae._fix_state_dict_keys_on_load(state)  # renames in place
+    return state
+
+
 class SDVAEEncoder(FrozenBackbone):
     """Stable Diffusion VAE encoder; ``mid_block.resnets.1`` (512-d) by default."""
 
@@ -40,7 +51,8 @@ class SDVAEEncoder(FrozenBackbone):
     def __init__(self, weights: str | Path = "none", layer: str = "mid_block.resnets.1", batch_size: int = 8) -> None:
         diffusers = import_extra("diffusers", self.name, "sd-vae")
         vae = diffusers.AutoencoderKL(**CONFIG)
-        self.load_weights(weights, vae)
+        # diffusers renames the old attention keys (query/key/value/proj_attn) of SD 1.x files itself
+        self.load_weights(weights, vae, convert=lambda state: renamed_attention_keys(vae, state))
         encoder = vae.encoder
         taps = {"conv_in": encoder.conv_in}
         for b, block in enumerate(encoder.down_blocks):

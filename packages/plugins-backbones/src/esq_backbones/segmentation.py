@@ -57,7 +57,8 @@ class SegmentationBackbone(FrozenBackbone):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The ``(N, feature_dim, h, w)`` map the head reads."""
-        images = self._checked(images).to(self.device)
+        parameter = next(self.network.parameters())
+        images = self._checked(images).to(parameter.device, parameter.dtype)
         with torch.no_grad():
             x = self.trunk(images)
             if not self.train_last_block:
@@ -75,8 +76,10 @@ class SegmentationBackbone(FrozenBackbone):
         return self.classify(self.embed(images), images.shape[-2:])
 
 
-def conv_head(in_channels: int, hidden: int, num_classes: int) -> nn.Sequential:
+def conv_head(owner: str, in_channels: int, hidden: int, num_classes: int) -> nn.Sequential:
     """Conv3×3 → BatchNorm → ReLU → Conv1×1, the head the ViT and tiny backbones train."""
+    hidden = positive_int(hidden, f"{owner}: head_channels")
+    num_classes = positive_int(num_classes, f"{owner}: num_classes")
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(hidden),

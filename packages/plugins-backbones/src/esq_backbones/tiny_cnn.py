@@ -49,7 +49,7 @@ class TinyCNN(SegmentationBackbone):
             network,
             dict(network.named_children()),
             "block4",
-            head=conv_head(WIDTHS[-1], head_channels, num_classes),
+            head=conv_head(self.name, WIDTHS[-1], head_channels, num_classes),
             last_block=network[-1],
             num_classes=num_classes,
             train_last_block=train_last_block,

@@ -45,7 +45,7 @@ class ViTSegmentation(SegmentationBackbone):
             network,
             taps,
             "encoder.ln",
-            head=conv_head(network.hidden_dim, head_channels, num_classes),
+            head=conv_head(self.name, network.hidden_dim, head_channels, num_classes),
             last_block=encoder_layers[-1],
             num_classes=num_classes,
             train_last_block=train_last_block,

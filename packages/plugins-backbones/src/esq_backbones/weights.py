@@ -97,8 +97,10 @@ def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
             "weights_only=True refuses; save model.state_dict() instead of the model"
         ) from error
     except Exception as error:  # any reader failure means an unreadable file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{backbone}: cannot read weights file {path}: {first_line}") from error
+        raise CheckpointError(
+            f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it "
+            f"({type(error).__name__})"
+        ) from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -123,7 +125,8 @@ def load_checked(
     is a ``CheckpointError`` listing missing, unexpected and mis-shaped keys."""
     expected = {key: value for key, value in module.state_dict().items() if not key.startswith(ignore)}
     given = {key: value for key, value in state.items() if not key.startswith(ignore)}
-    missing = expected.keys() - given.keys()
+    # BatchNorm fills in num_batches_tracked itself; files from before PyTorch 0.4.1 lack it
+    missing = {key for key in expected.keys() - given.keys() if not key.endswith("num_batches_tracked")}
     unexpected = given.keys() - expected.keys()
     shapes = [
         f"{key} {tuple(given[key].shape)} vs {tuple(expected[key].shape)}"
