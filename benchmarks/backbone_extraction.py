@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 import torch
 import torchvision
+from memory import reset_peak, status_kib
 from torch import nn
 
 import esq
@@ -131,25 +132,6 @@ def seconds(run: Callable[[], torch.Tensor]) -> float:
     started = time.perf_counter()
     run()
     return time.perf_counter() - started
-
-
-def status_kib(field: str) -> int:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in KiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise SystemExit(f"/proc/self/status has no {field}; the memory measure needs Linux")
-
-
-def reset_peak() -> bool:
-    """Set ``VmHWM`` back to the current resident set (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def measure_memory(model: str, side: str, profile_tensors: bool) -> dict[str, int]:

@@ -48,6 +48,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from memory import reset_peak, status_kib
 from pytorch_fid.fid_score import calculate_frechet_distance
 from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 
@@ -157,30 +158,13 @@ def fid_report(rows: int, dim: int, repeats: int) -> None:
     print("\n".join(verdicts))
 
 
-def status_kib(field: str) -> int:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in KiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise SystemExit(f"/proc/self/status has no {field}; the memory measure needs Linux")
-
-
-def reset_peak() -> None:
-    """Set ``VmHWM`` back to the current resident set (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError as error:
-        raise SystemExit(f"cannot reset the peak resident set through /proc/self/clear_refs: {error}") from error
-
-
 def cmmd_in_this_process(rows: int, dim: int) -> dict[str, float]:
     """One CMMD call on fresh inputs: seconds, resident-set growth and NumPy's traced peak (bytes)."""
     a, b = embeddings(rows, dim, seed=0, shift=0.0), embeddings(rows, dim, seed=1, shift=0.02)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     tracemalloc.start()  # a few large allocations per block: no measurable slow-down
-    reset_peak()
+    if not reset_peak():
+        raise SystemExit("cannot reset the peak resident set through /proc/self/clear_refs")
     before = status_kib("VmRSS")
     started = time.perf_counter()
     value = esq_metrics.cmmd(a, b)
