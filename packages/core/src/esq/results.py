@@ -15,12 +15,14 @@ T = TypeVar("T")
 class Results:
     """A pipeline's results.
 
-    ``rows`` are tidy (one per model × metric × setting): they become ``results.csv`` and the
-    table printed at the end. ``summary`` holds anything else worth keeping in ``results.json``.
+    ``rows`` are tidy (one per model × metric × setting): they become ``results.csv`` and, unless
+    ``table`` is given, the table printed at the end. ``summary`` holds anything else worth
+    keeping in ``results.json``; ``table`` is a shorter view to print (a ranking, say).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    table: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from esq.config import config_to_dict, write_config
+from esq.console import OnceFilter
 from esq.errors import PluginError
 from esq.files import to_json, write_atomic
 from esq.plugins import core_version, current_plugins
@@ -33,6 +34,14 @@ class Run:
 
     directory: Path
     results: Results
+
+
+class RunLogFilter(OnceFilter):
+    """What ``run.log`` holds: everything from esq's loggers and warnings from any library, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        wanted = record.name == "esq" or record.name.startswith("esq.") or record.levelno >= logging.WARNING
+        return wanted and super().filter(record)
 
 
 def new_run_directory(output_dir: Path, pipeline: str, name: str) -> Path:
@@ -69,10 +78,11 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
     write_config(directory / "config.toml", config, header)
     handler = logging.FileHandler(directory / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("esq")
+    handler.addFilter(RunLogFilter())
+    esq_log, root = logging.getLogger("esq"), logging.getLogger()
     root.addHandler(handler)
-    previous_level = root.level
-    root.setLevel(logging.DEBUG)
+    previous_level = esq_log.level
+    esq_log.setLevel(logging.DEBUG)
     started = time.time()
     try:
         log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
@@ -90,7 +100,7 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
         raise
     finally:
         root.removeHandler(handler)
-        root.setLevel(previous_level)
+        esq_log.setLevel(previous_level)
         handler.close()
     document = {
         "pipeline": spec.name,

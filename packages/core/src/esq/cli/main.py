@@ -15,10 +15,12 @@ from typing import Any
 
 import click
 
+from esq.console import OnceFilter
 from esq.errors import EsqError
 from esq.plugins import core_version, use_plugins
 
 CORE_COMMANDS = {
+    "cache": ("esq.cli.cache_command", "cache"),
     "list": ("esq.cli.list_command", "list_components"),
     "plugins": ("esq.cli.plugins_command", "plugins"),
     "run": ("esq.cli.run_command", "run"),
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.setLevel(logging.WARNING)
+    handler.addFilter(OnceFilter())
     logging.getLogger("esq").addHandler(handler)
     try:
         make_cli().main(args=argv, prog_name="esq")

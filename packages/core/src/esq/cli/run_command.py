@@ -61,6 +61,26 @@ def _field_rows(config_type: type) -> list[tuple[str, str]]:
     return rows
 
 
+def config_layers(
+    config_file: Path | None, set_options: tuple[str, ...], seed: int | None, **options: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    """Where a config's values come from, later overriding earlier: the TOML file, ``--set``,
+    ``--seed``, then other command-line ``options`` that were given (not ``None``)."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_toml(config_file)))
+    if set_options:
+        layers.append(("--set", parse_set_options(set_options)))
+    if seed is not None:
+        layers.append(("--seed", {"seed": seed}))
+    for option, value in options.items():
+        if value is not None and value != ():
+            layers.append(
+                (f"--{option.replace('_', '-')}", {option: list(value) if isinstance(value, tuple) else value})
+            )
+    return layers
+
+
 class RunCommand(click.Command):
     """``--help`` lists the installed pipelines, and a named pipeline's options."""
 
@@ -120,17 +140,11 @@ def run(
 ) -> None:
     """Run PIPELINE and write its run directory; the pipelines are listed below."""
     spec = use_plugins(plugin_values).registry("pipelines").spec(pipeline)
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config_file is not None:
-        layers.append((str(config_file), read_toml(config_file)))
-    if set_options:
-        layers.append(("--set", parse_set_options(set_options)))
-    if seed is not None:
-        layers.append(("--seed", {"seed": seed}))
-    config = build_config(spec.config, layers, pipeline)
+    config = build_config(spec.config, config_layers(config_file, set_options, seed), pipeline)
     finished = run_pipeline(spec, config, output_dir)
     if as_json:
         print_json(finished.results.rows)
     else:
-        print_table(f"esq run {pipeline}", finished.results.rows)
+        shown = finished.results.table if finished.results.table is not None else finished.results.rows
+        print_table(f"esq run {pipeline}", shown)
     stderr.print(f"run directory: {finished.directory}", highlight=False)

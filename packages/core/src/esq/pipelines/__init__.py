@@ -8,7 +8,7 @@ from esq.specs import PipelineSpec
 
 @hookimpl
 def esq_pipelines() -> list[PipelineSpec]:
-    from esq.pipelines import demo
+    from esq.pipelines import degradation, demo
 
     return [
         PipelineSpec(
@@ -16,5 +16,11 @@ def esq_pipelines() -> list[PipelineSpec]:
             config=demo.DemoConfig,
             run=demo.run,
             summary="Squeeze synthetic embeddings through the installed quantizers; score with similarity metrics",
-        )
+        ),
+        PipelineSpec(
+            name="degradation",
+            config=degradation.DegradationConfig,
+            run=degradation.run,
+            summary="Which distribution metric on which features rises monotonically with image degradation",
+        ),
     ]
