@@ -49,6 +49,10 @@ def test_comma_separated_text_fills_a_list_and_ints_fill_floats():
     assert config.metrics == ["cka", "rsa"] and config.lr == 1.0 and isinstance(config.lr, float)
 
 
+def test_bracketed_list_without_quotes_fills_a_list():
+    assert build(("--set", parse_set_options(["metrics=[cka,rsa]"]))).metrics == ["cka", "rsa"]
+
+
 def test_set_without_equals_sign_is_an_error():
     with pytest.raises(ConfigError, match="--set 'epochs': expected KEY=VALUE"):
         parse_set_options(["epochs"])

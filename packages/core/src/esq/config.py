@@ -128,8 +128,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         hint = did_you_mean(str(value), [str(a) for a in arguments])
         raise ConfigError(f"{where}: {value!r} is not one of {choices}{hint}")
     if origin in (list, tuple, Sequence) or annotation in (list, tuple):
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):  # a,b or [a,b] without TOML quotes
+            text = value.strip()
+            text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+            value = [part.strip() for part in text.split(",") if part.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         if (origin is tuple or annotation is tuple) and arguments and arguments[-1] is not Ellipsis:

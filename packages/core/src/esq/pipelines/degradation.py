@@ -12,6 +12,7 @@ with other metrics, transforms or distribution models does not run the backbone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from esq.config import PipelineConfig
@@ -110,6 +111,11 @@ class DegradationConfig(PipelineConfig):
             raise ValueError("n_reference and n_evaluation must be at least 2")
         if not self.backbones:
             raise ValueError("backbones is empty; name at least one (esq list backbones)")
+        if self.images not in ("builtin", "synthetic") and not Path(self.images).is_dir():
+            raise ValueError(
+                f"images: {self.images!r} is not a folder; give an image folder, 'builtin' (photographs that "
+                "ship with scikit-image and scikit-learn) or 'synthetic'"
+            )
         if self.layer_configs is not None and not all(self.layer_configs.values()):
             raise ValueError("every layer config needs at least one layer")
         _check_components(self)
@@ -191,20 +197,23 @@ def _check_components(config: DegradationConfig) -> None:
             raise ConfigError(
                 f"degradations.{name}: missing 'type' (one of {', '.join(registry('degradations').names())})"
             )
-        spec = registry("degradations").spec(options["type"])
-        rest = {key: value for key, value in options.items() if key != "type"}
-        check_options(f"degradations.{name}: degradation {spec.name!r}", spec.builder(), rest)
+    build_degradations(config)  # levels out of range, unsorted or unknown presets fail here
 
 
 def build_degradations(config: DegradationConfig) -> dict[str, Any]:
+    """Each configured degradation, built with its options (``levels`` among them)."""
     from esq import registry
 
-    return {
-        name: registry("degradations").create(
-            options["type"], **{key: value for key, value in options.items() if key != "type"}
-        )
-        for name, options in config.degradations.items()
-    }
+    built = {}
+    for name, options in config.degradations.items():
+        spec = registry("degradations").spec(options["type"])
+        rest = {key: value for key, value in options.items() if key != "type"}
+        check_options(f"degradations.{name}: degradation {spec.name!r}", spec.builder(), rest)
+        try:
+            built[name] = registry("degradations").create(spec.name, **rest)
+        except ConfigError as error:
+            raise ConfigError(f"degradations.{name}: {error}") from None
+    return built
 
 
 def layer_configs(config: DegradationConfig, backbone: Any) -> dict[str, list[str]]:

@@ -155,7 +155,9 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
     plotted = [record for record in ranked if record["status"] == "ok"][: config.top_k]
     for rank, record in enumerate(plotted, start=1):
         title = f"#{rank}  {_label(record)}  (mean ρ = {record['mean_monotonicity']:.3f})"
-        plot_configuration(context.path(f"monotonicity_top{rank}.png"), title, record["degradations"])
+        plot_configuration(
+            context.path(f"monotonicity_top{rank}.png"), title, record["degradations"], record["clean_score"]
+        )
     rows = [
         {
             "rank": record["rank"],

@@ -50,9 +50,10 @@ def spearman(levels: Sequence[float], scores: Sequence[float]) -> float:
     return round(float(a @ b) / denominator, 12) if denominator > 0 else 0.0
 
 
-def plot_configuration(path: Path, title: str, curves: dict[str, dict[str, Any]]) -> Path:
-    """One panel per degradation: score against level, ρ in the panel's title. ``curves`` maps a
-    degradation to ``{"levels": [...], "scores": [...], "monotonicity": ρ}``. Written atomically."""
+def plot_configuration(path: Path, title: str, curves: dict[str, dict[str, Any]], clean: float | None = None) -> Path:
+    """One panel per degradation: score against level, ρ in the panel's title, and the clean
+    evaluation images' score as a dashed line. ``curves`` maps a degradation to ``{"levels":
+    [...], "scores": [...], "monotonicity": ρ}``. Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +66,9 @@ def plot_configuration(path: Path, title: str, curves: dict[str, dict[str, Any]]
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     for axis, (degradation, curve) in zip(axes.flat, curves.items(), strict=False):
         axis.plot(curve["levels"], curve["scores"], marker="o")
+        if clean is not None and math.isfinite(clean):
+            axis.axhline(clean, linestyle="--", color="grey", linewidth=1, label="clean")
+            axis.legend(fontsize=8)
         axis.set_title(f"{degradation}  (ρ = {curve['monotonicity']:.3f})", fontsize=10)
         axis.set_xlabel("level")
         axis.set_ylabel("score")
