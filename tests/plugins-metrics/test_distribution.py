@@ -13,7 +13,15 @@ import esq
 import esq_metrics
 from esq import ConfigError, DataError
 from esq.testing import check_metric
-from esq_metrics.distribution import CMMD, FID, KID, frechet_distance, gaussian_statistics, kid_subset_indices
+from esq_metrics.distribution import (
+    CMMD,
+    FID,
+    KID,
+    frechet_distance,
+    frechet_distance_in_span,
+    gaussian_statistics,
+    kid_subset_indices,
+)
 
 
 def samples(rows: int, columns: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -147,6 +155,40 @@ def test_fid_without_eps_is_exact_for_singular_covariances():
     result = FID(eps=0.0)(a, b)
     assert result.details["eps_applied"] is False
     assert relative(result.value, expected) < 1e-7
+
+
+def test_fid_with_fewer_rows_than_dimensions_in_total_works_in_their_span():
+    """n + m ≤ d: FID is computed in the span of the centred rows, equal to the d-dimensional
+    route with eps and to scipy's sqrtm formula."""
+    a, b = samples(12, 64, seed=0), samples(9, 64, seed=1, shift=0.5)
+    eps = 1e-3
+    offset = eps * np.eye(64)
+    covariance_a, covariance_b = np.cov(a, rowvar=False) + offset, np.cov(b, rowvar=False) + offset
+    expected = (
+        np.sum((a.mean(0) - b.mean(0)) ** 2)
+        + np.trace(covariance_a)
+        + np.trace(covariance_b)
+        - 2 * np.trace(scipy.linalg.sqrtm(covariance_a @ covariance_b).real)
+    )
+    assert relative(esq_metrics.fid(a, b, eps=eps), expected) < 1e-10
+    whole = frechet_distance(*gaussian_statistics(a), *gaussian_statistics(b), eps=1e-6)
+    in_span = frechet_distance_in_span(a, b, eps=1e-6)
+    assert relative(in_span.value, whole.value) < 1e-9 and in_span.details["eps_applied"] is True
+    assert FID()(a, b).value == in_span.value
+
+
+def test_fid_in_the_span_without_eps_is_the_nuclear_norm_formula():
+    a, b = samples(7, 40, seed=2), samples(5, 40, seed=3, shift=0.2)
+    centred_a, centred_b = a - a.mean(0), b - b.mean(0)
+    cross = np.linalg.norm(centred_a @ centred_b.T, "nuc") / np.sqrt(6 * 4)
+    expected = (
+        np.sum((a.mean(0) - b.mean(0)) ** 2)
+        + np.trace(np.cov(a, rowvar=False))
+        + np.trace(np.cov(b, rowvar=False))
+        - 2 * cross
+    )
+    result = FID(eps=0.0)(a, b)
+    assert result.details["eps_applied"] is False and relative(result.value, expected) < 1e-10
 
 
 def test_fid_detects_a_singular_second_covariance_alone():

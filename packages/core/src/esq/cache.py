@@ -134,6 +134,16 @@ class ActivationCache:
             return []
         return [CacheEntry(path.parent) for path in sorted(self.root.glob("*/*/*/key.json"))]
 
+    def read_note(self, key: dict[str, Any]) -> Any:
+        """A small JSON note stored under ``key`` (``_notes/``), or ``None``: what a pipeline
+        learned while building a component (a backbone's preprocessing and layers), so that a run
+        the cache answers entirely need not build it."""
+        path = self.root / "_notes" / f"{key_digest(key)}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_note(self, key: dict[str, Any], value: Any) -> None:
+        write_atomic(self.root / "_notes" / f"{key_digest(key)}.json", to_json(value) + "\n")
+
     def begin(self, entry: CacheEntry, key: dict[str, Any]) -> None:
         if not (entry.directory / "key.json").is_file():
             write_atomic(entry.directory / "key.json", to_json({**key, "dtype": self.dtype}) + "\n")

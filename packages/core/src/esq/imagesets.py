@@ -283,10 +283,21 @@ def _load_photo(library: str, name: str) -> Any:
 
 @functools.cache
 def _sklearn_sample_images() -> dict[str, np.ndarray]:
-    from sklearn.datasets import load_sample_images
+    """The JPEG files behind ``sklearn.datasets.load_sample_images``, read from the installed
+    package without importing scikit-learn (a second of start-up)."""
+    import importlib.util
 
-    bunch = load_sample_images()
-    return {Path(path).name: image for path, image in zip(bunch.filenames, bunch.images, strict=True)}
+    from PIL import Image
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("scikit-learn is not installed")
+    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "images"
+    images = {}
+    for name in SKLEARN_PHOTOS:
+        with Image.open(folder / name) as image:
+            images[name] = np.asarray(image.convert("RGB"))
+    return images
 
 
 def _rgb_uint8(array: np.ndarray) -> np.ndarray:

@@ -112,18 +112,57 @@ def frechet_distance(mean_a: Any, covariance_a: Any, mean_b: Any, covariance_b: 
     certain = eigenvalues_a[0] > 0 and bound > dimension * torch.finfo(torch.float64).eps
     singular = _singular(eigenvalues_a) or (not certain and _singular(torch.linalg.eigvalsh(covariance_b)))
     eps_applied = singular and eps > 0
-    trace_a, trace_b = float(covariance_a.trace()), float(covariance_b.trace())
     if eps_applied:
         # Σa + εI has Σa's eigenvectors, and Vaᵀ(Σb + εI)Va = VaᵀΣbVa + εI
         identity = torch.eye(dimension, dtype=torch.float64)
         roots = _root_trace(eigenvalues_a + eps, rotated_b + eps * identity)
-        trace_a, trace_b = trace_a + dimension * eps, trace_b + dimension * eps
     difference = mean_a - mean_b
-    mean_term = float(difference @ difference)
-    trace_term = trace_a + trace_b - 2 * float(roots.sqrt().sum())
+    offset = dimension * eps if eps_applied else 0.0
+    trace_term = float(covariance_a.trace()) + float(covariance_b.trace()) + 2 * offset - 2 * float(roots.sqrt().sum())
+    return _distance(float(difference @ difference), trace_term, bool(eps_applied))
+
+
+def _distance(mean_term: float, trace_term: float, eps_applied: bool) -> MetricResult:
     # the distance is ≥ 0; a negative sum is rounding (identical or nearly identical inputs)
     value = max(mean_term + trace_term, 0.0)
-    return MetricResult(value, {"mean_term": mean_term, "trace_term": trace_term, "eps_applied": bool(eps_applied)})
+    return MetricResult(value, {"mean_term": mean_term, "trace_term": trace_term, "eps_applied": eps_applied})
+
+
+def frechet_distance_in_span(reference: np.ndarray, other: np.ndarray, eps: float = 1e-6) -> MetricResult:
+    """The Fréchet distance between the Gaussian fits of two samples with n + m ≤ d rows, computed
+    in the span of their centred rows instead of in all d dimensions: the same value as
+    :func:`frechet_distance` on their covariances (both singular there, so ``eps`` applies), in
+    O(d·(n + m)²) instead of O(d³).
+
+    With Q (d × k, k = n + m) an orthonormal basis holding every centred row, Σa = Q Sa Qᵀ and
+    Σb = Q Sb Qᵀ where Sa, Sb are the k × k covariances of the rows' coordinates in Q. Σa + εI
+    and Σb + εI act on span(Q) as Sa + εI and Sb + εI, and on its orthogonal complement (d − k
+    dimensions) as εI each, where the square root of their product is εI. So
+    tr((√Σa' Σb' √Σa')^½) = tr((√Sa' Sb' √Sa')^½) + (d − k)·ε, and tr(Σa') = tr(Sa) + d·ε.
+    Without ``eps`` the trace is exact: the nuclear norm of Xa Xbᵀ / √((n − 1)(m − 1)) for the
+    centred rows Xa, Xb (the eigenvalues of √Σa Σb √Σa are the squared singular values of that
+    matrix), so no square root of a rounding error near zero enters the sum.
+    """
+    rows_a, rows_b = torch.from_numpy(reference), torch.from_numpy(other)
+    mean_a, mean_b = rows_a.mean(dim=0), rows_b.mean(dim=0)
+    centred_a, centred_b = rows_a - mean_a, rows_b - mean_b
+    dimension = reference.shape[1]
+    difference = mean_a - mean_b
+    traces = float((centred_a**2).sum()) / (len(reference) - 1) + float((centred_b**2).sum()) / (len(other) - 1)
+    if eps == 0:
+        # the singular values of Xa Xbᵀ / √((n − 1)(m − 1)) are the square roots sought
+        cross = torch.linalg.svdvals(centred_a @ centred_b.T).sum() / math.sqrt((len(reference) - 1) * (len(other) - 1))
+        return _distance(float(difference @ difference), traces - 2 * float(cross), False)
+    basis, _ = torch.linalg.qr(torch.cat([centred_a, centred_b]).T)
+    coordinates_a, coordinates_b = centred_a @ basis, centred_b @ basis
+    covariance_a = coordinates_a.T @ coordinates_a / (len(reference) - 1)
+    covariance_b = coordinates_b.T @ coordinates_b / (len(other) - 1)
+    span = basis.shape[1]
+    eigenvalues_a, eigenvectors_a = torch.linalg.eigh(covariance_a + eps * torch.eye(span, dtype=torch.float64))
+    rotated_b = eigenvectors_a.T @ (covariance_b + eps * torch.eye(span, dtype=torch.float64)) @ eigenvectors_a
+    roots = _root_trace(eigenvalues_a, (rotated_b + rotated_b.T) / 2)
+    root_trace = float(roots.sqrt().sum()) + (dimension - span) * eps
+    return _distance(float(difference @ difference), traces + 2 * dimension * eps - 2 * root_trace, True)
 
 
 class FID:
@@ -163,7 +202,10 @@ class FID:
     def __call__(self, reference: Any, other: Any) -> MetricResult:
         reference, other = two_samples(reference, other)
         dimension = reference.shape[1]
-        result = frechet_distance(*gaussian_statistics(reference), *gaussian_statistics(other), eps=self.eps)
+        if len(reference) + len(other) <= dimension:
+            result = frechet_distance_in_span(reference, other, eps=self.eps)
+        else:
+            result = frechet_distance(*gaussian_statistics(reference), *gaussian_statistics(other), eps=self.eps)
         few = [(name, len(x)) for name, x in (("reference", reference), ("other", other)) if len(x) <= dimension]
         if not few:
             return result

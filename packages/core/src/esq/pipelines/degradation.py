@@ -239,8 +239,8 @@ def run(config: DegradationConfig, context: RunContext) -> Results:
     entries = metric_entries(config)
     configurations: list[dict[str, Any]] = []
     for backbone_name in config.backbones:
-        backbone, activations = extract_backbone(config, backbone_name, degradations, context)
+        layer_groups, activations = extract_backbone(config, backbone_name, degradations, context)
         configurations += score_backbone(
-            config, backbone_name, layer_configs(config, backbone), activations, entries, degradations, context
+            config, backbone_name, layer_groups, activations, entries, degradations, context
         )
     return summarise(config, configurations, context)

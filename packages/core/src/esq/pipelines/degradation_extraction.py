@@ -45,18 +45,71 @@ def open_sets(config: Any, context: RunContext) -> tuple[Any, Any]:
     return reference, evaluation
 
 
-def build_backbone(config: Any, name: str, context: RunContext) -> tuple[Any, dict[str, Any]]:
-    """The backbone (random initialisation seeded by ``config.seed``) and its cache identity."""
-    import torch
+class LazyBackbone:
+    """The backbone, built on first use with its random initialisation seeded by ``seed``: a run
+    that the cache answers entirely never builds it."""
 
+    def __init__(self, config: Any, name: str) -> None:
+        self.config, self.name = config, name
+        self._backbone: Any = None
+
+    def get(self) -> Any:
+        if self._backbone is None:
+            import torch
+
+            from esq import registry
+
+            torch.manual_seed(self.config.seed)
+            options = self.config.backbone_options.get(self.name, {})
+            self._backbone = registry("backbones").create(self.name, **options).to(self.config.device).eval()
+        return self._backbone
+
+
+def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -> dict[str, Any]:
+    """What the cache keys and the layer configurations need from the backbone: its options as
+    built, its preprocessing and the layers of each configuration. Kept as a cache note, so a
+    later run reads them without building the backbone."""
     from esq import registry
+    from esq.pipelines.degradation import layer_configs
 
     spec = registry("backbones").spec(name)
-    options = dict(config.backbone_options.get(name, {}))
-    torch.manual_seed(config.seed)
-    backbone = registry("backbones").create(name, **options).to(config.device).eval()
-    described = dict(getattr(backbone, "options", options))
-    if described.get("weights", "none") == "none":
+    options = config.backbone_options.get(name, {})
+    request = {
+        "backbone": name,
+        "distribution": spec.distribution,
+        "version": spec.version,
+        "options": options,
+        "weights": weights_identity(options),
+        "seed": config.seed,
+        "mode": config.mode,
+        "layer_configs": config.layer_configs,
+    }
+    facts = cache.read_note(request) if cache is not None else None
+    if facts is None:
+        built = backbone.get()
+        facts = {
+            "options": dict(getattr(built, "options", options)),
+            "preprocess": repr(getattr(built, "preprocess", None)),
+            "layer_groups": layer_configs(config, built),
+        }
+        if cache is not None:
+            cache.write_note(request, facts)
+    return {**request, **facts}
+
+
+def extract_backbone(
+    config: Any, name: str, degradations: dict[str, Any], context: RunContext
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``(layer_groups, activations)``: ``activations["reference"]`` and ``["clean"]`` map each
+    layer to its chunks, ``activations[degradation][level]`` likewise."""
+    from esq import registry
+    from esq.cache import ActivationCache, cached_activations
+
+    reference, evaluation = open_sets(config, context)
+    cache = ActivationCache(config.cache_dir, config.cache_dtype) if config.cache else None
+    backbone = LazyBackbone(config, name)
+    facts = backbone_facts(config, name, cache, backbone)
+    if facts["options"].get("weights", "none") == "none":
         context.log.warning(
             '%s: random-initialised weights; for pretrained ones set backbone_options.%s.weights = "default"',
             name,
@@ -64,34 +117,21 @@ def build_backbone(config: Any, name: str, context: RunContext) -> tuple[Any, di
         )
     identity = {
         "backbone": name,
-        "distribution": spec.distribution,
-        "version": spec.version,
-        "options": described,
-        "weights": weights_identity(described),
+        "distribution": facts["distribution"],
+        "version": facts["version"],
+        "options": facts["options"],
+        "weights": weights_identity(facts["options"]),
         "seed": config.seed,
-        "preprocess": repr(getattr(backbone, "preprocess", None)),
+        "preprocess": facts["preprocess"],
     }
-    return backbone, identity
+    layer_groups = facts["layer_groups"]
+    layers = list(dict.fromkeys(layer for group in layer_groups.values() for layer in group))
 
-
-def extract_backbone(
-    config: Any, name: str, degradations: dict[str, Any], context: RunContext
-) -> tuple[Any, dict[str, Any]]:
-    """``(backbone, activations)``: ``activations["reference"]`` and ``["clean"]`` map each layer
-    to its chunks, ``activations[degradation][level]`` likewise."""
-    from esq import registry
-    from esq.cache import ActivationCache, cached_activations
-    from esq.pipelines.degradation import layer_configs
-
-    reference, evaluation = open_sets(config, context)
-    backbone, identity = build_backbone(config, name, context)
-    layers = list(dict.fromkeys(layer for group in layer_configs(config, backbone).values() for layer in group))
-    cache = ActivationCache(config.cache_dir, config.cache_dtype) if config.cache else None
-
-    def gather(label: str, images: Any, count: int, degradation: dict[str, Any] | None, load: Any) -> Any:
+    def gather(label: str, images: Any, degradation: dict[str, Any] | None, load: Any) -> Any:
         def extract(start: int, stop: int, wanted: list[str]) -> dict[str, Any]:
-            batch = backbone.preprocess(load(start, stop))
-            features = backbone.features(batch, wanted, batch_size=config.batch_size)
+            network = backbone.get()
+            batch = network.preprocess(load(start, stop))
+            features = network.features(batch, wanted, batch_size=config.batch_size)
             return {layer: tensor.float().cpu().numpy() for layer, tensor in features.items()}
 
         keys = {
@@ -104,11 +144,11 @@ def extract_backbone(
             }
             for layer in layers
         }
-        return cached_activations(cache, keys, count, extract, label=f"{name} {label}", log=context.log)
+        return cached_activations(cache, keys, len(images), extract, label=f"{name} {label}", log=context.log)
 
     activations: dict[str, Any] = {
-        "reference": gather("reference", reference, len(reference), None, reference.load),
-        "clean": gather("clean evaluation", evaluation, len(evaluation), None, evaluation.load),
+        "reference": gather("reference", reference, None, reference.load),
+        "clean": gather("clean evaluation", evaluation, None, evaluation.load),
     }
     steps = [(degradation, level) for degradation in degradations for level in degradations[degradation].levels]
     for degradation_name, level in context.progress(steps, f"{name}: degraded sets"):
@@ -126,6 +166,6 @@ def extract_backbone(
             return degradation.apply(evaluation.load(start, stop), level, config.seed, first_index=start)
 
         activations.setdefault(degradation_name, {})[level] = gather(
-            f"{degradation_name} level {level}", evaluation, len(evaluation), described, load
+            f"{degradation_name} level {level}", evaluation, described, load
         )
-    return backbone, activations
+    return layer_groups, activations
