@@ -100,9 +100,17 @@ class CacheEntry:
         if not self.complete:
             raise DataError(f"{self.directory}: the cache entry is incomplete; rebuild it (esq cache build)")
         info = self.info
-        chunks = [np.load(self.chunk_path(i), mmap_mode="r") for i in range(info["chunks"])]
+        damaged = DataError(
+            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size); "
+            f"remove it with esq cache rm --backbone {self.key.get('backbone')} --layer {self.key.get('layer')}, "
+            "and run again"
+        )
+        try:
+            chunks = [np.load(self.chunk_path(i), mmap_mode="r") for i in range(info["chunks"])]
+        except (OSError, ValueError):
+            raise damaged from None
         if sum(len(chunk) for chunk in chunks) != info["count"]:
-            raise DataError(f"{self.directory}: chunk sizes disagree with entry.json; remove it with esq cache rm")
+            raise damaged
         return chunks
 
     def size_bytes(self) -> int:
@@ -196,6 +204,8 @@ def cached_activations(
     on images ``start`` … ``stop - 1`` and returns ``{layer: array}``. Without a cache (``None``)
     everything is extracted in memory. Logs ``CACHE HIT`` or ``CACHE MISS`` with ``label``.
     """
+    if count < 1:
+        raise DataError(f"{label}: no images to extract activations from")
     size = cache.chunk_size if cache is not None else chunk_size
     bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
     if cache is None:
