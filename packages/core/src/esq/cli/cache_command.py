@@ -115,7 +115,8 @@ def list_entries(cache_dir: str | None, as_json: bool) -> None:
     if as_json:
         print_json(rows)
     elif rows:
-        print_table(f"activation cache: {store.root}", rows)
+        columns = [column for column in rows[0] if column != "entry"]  # the folder name: in --json
+        print_table(f"activation cache: {store.root}", rows, columns)
     else:
         click.echo(f"activation cache {store.root}: empty")
 
