@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
 def _umask() -> int:
@@ -37,6 +39,31 @@ def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike[str], encoding: str = "utf-8") -> Iterator[TextIO]:
+    """A text file to write line by line that appears at ``path`` whole, or not at all (a
+    temporary file in the same folder, renamed when the block ends without an error).
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "lines.jsonl"
+    >>> with open_atomic(target) as handle:
+    ...     _ = handle.write("one\\n")
+    >>> target.read_text()
+    'one\\n'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding=encoding, newline="") as handle:
+            yield handle
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def json_ready(value: Any) -> Any:

@@ -88,7 +88,9 @@ def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: in
     return (centres[labels] + 0.3 * rng.normal(size=(samples, feature_dim))).astype(np.float32)
 
 
-def _fit(quantizer: Any, features: Any, steps: int, learning_rate: float) -> None:
+def fit_quantizer(quantizer: Any, features: Any, steps: int, learning_rate: float) -> None:
+    """``steps`` Adam steps on the quantizer's own loss plus the reconstruction error of
+    ``features``; the quantizer is left in eval mode."""
     import torch
 
     parameters = [p for p in quantizer.parameters() if p.requires_grad]
@@ -118,7 +120,7 @@ def run(config: DemoConfig, context: RunContext) -> Results:
     for name in context.progress(quantizer_names(config), "quantizers"):
         options = {"input_dim": config.feature_dim, **config.quantizer_options.get(name, {})}
         quantizer = quantizers.create(name, **options)
-        _fit(quantizer, tokens, config.steps, config.learning_rate)
+        fit_quantizer(quantizer, tokens, config.steps, config.learning_rate)
         with torch.no_grad():
             squeezed = quantizer(tokens).quantized.squeeze(0).double().numpy()
         context.log.info("quantizer %s: %s bits per vector", name, quantizer.bits_per_vector)

@@ -1,0 +1,1 @@
+"""esq-clip: Chinese-CLIP retrieval evaluation for esq (``esq run retrieval``)."""

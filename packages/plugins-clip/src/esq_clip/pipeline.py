@@ -1,0 +1,223 @@
+"""``esq run retrieval``: Chinese-CLIP retrieval evaluation, the official scripts' job on any
+machine: extract features, top-k search, Recall@1/5/10 text→image and image→text, for one or
+several checkpoints side by side, and optionally on embeddings squeezed by a quantizer.
+
+Each model's files go to ``<run>/<model>/`` under the official names (see :mod:`esq_clip.recall`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from esq.config import PipelineConfig
+from esq.errors import DataError
+from esq.registry import check_options
+from esq.results import Results, RunContext
+
+STEPS = ("extract", "knn", "recall")
+TOP_K = 10  # the official scorer requires exactly 10 predictions per query
+
+
+@dataclass
+class RetrievalConfig(PipelineConfig):
+    """Options of ``esq run retrieval``."""
+
+    datapath: str = field(default="", metadata={"help": "folder holding datasets/<dataset>/ (required)"})
+    dataset: str = "MUGE"
+    split: str = "valid"
+    data_source: Literal["auto", "tsv", "lmdb"] = "auto"
+    vision_model: str = "ViT-B-16"
+    text_model: str = "RoBERTa-wwm-ext-base-chinese"
+    model_paths: list[str] = field(
+        default_factory=lambda: ["none"], metadata={"help": "checkpoints side by side; 'none': random weights"}
+    )
+    steps: list[Literal["extract", "knn", "recall"]] = field(default_factory=lambda: list(STEPS))
+    features_dir: str | None = field(
+        default=None, metadata={"help": "without the extract step: a previous run's folder with <model>/ features"}
+    )
+    text_to_image: bool = True
+    image_to_text: bool = True
+    retriever: str = "exact"
+    retriever_options: dict[str, Any] = field(default_factory=dict)
+    quantizer: str | None = field(default=None, metadata={"help": "also score embeddings squeezed by it"})
+    quantizer_options: dict[str, Any] = field(default_factory=dict)
+    quantizer_steps: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.datapath:
+            raise ValueError("datapath is required: the folder holding datasets/<dataset>/ (--set datapath=...)")
+        if not self.steps:
+            raise ValueError(f"steps is empty; choose from {', '.join(STEPS)}")
+        if "extract" not in self.steps and self.features_dir is None:
+            raise ValueError("without the extract step, features_dir must name a previous run's folder")
+        if not (self.text_to_image or self.image_to_text):
+            raise ValueError("text_to_image and image_to_text are both off: nothing to search")
+        if not self.model_paths:
+            raise ValueError("model_paths is empty; give a checkpoint, or 'none' for random weights")
+        for option, least in (("quantizer_steps", 0), ("batch_size", 1)):
+            if getattr(self, option) < least:
+                raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
+        _check_components(self)
+
+
+def _check_components(config: RetrievalConfig) -> None:
+    from esq import registry
+
+    spec = registry("retrievers").spec(config.retriever)
+    check_options(f"retriever {config.retriever!r}", spec.builder(), config.retriever_options)
+    if config.quantizer is not None:
+        spec = registry("quantizers").spec(config.quantizer)
+        check_options(f"quantizer {config.quantizer!r}", spec.builder(), {"input_dim": 1, **config.quantizer_options})
+
+
+def model_name(path: str) -> str:
+    return "random" if path == "none" else Path(path).stem
+
+
+def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, context: RunContext) -> None:
+    """Normalised image and text features of the split, in the official features files."""
+    import torch
+
+    from esq import registry
+    from esq_clip.recall import write_features
+
+    torch.manual_seed(config.seed)
+    model = registry("backbones").create(
+        "chinese_clip",
+        vision_model=config.vision_model,
+        text_model=config.text_model,
+        weights=model_path,
+        batch_size=config.batch_size,
+    )
+    parts = []
+    for start in context.progress(range(0, len(split.image_ids), config.batch_size), "images"):
+        ids = split.image_ids[start : start + config.batch_size]
+        parts.append(model.encode_images(model.preprocess(split.images(ids))))
+    write_features(folder / f"{config.split}_imgs.img_feat.jsonl", "image_id", split.image_ids, torch.cat(parts))
+    texts = model.encode_texts([text for _, text, _ in split.texts])
+    text_ids = [text_id for text_id, _, _ in split.texts]
+    write_features(folder / f"{config.split}_texts.txt_feat.jsonl", "text_id", text_ids, texts)
+    context.log.info("%s: %d image and %d text features", model_name(model_path), len(split.image_ids), len(text_ids))
+
+
+def top_k(config: RetrievalConfig, keys: Any, key_ids: list[int], queries: Any) -> list[list[int]]:
+    from esq import registry
+
+    if len(key_ids) < TOP_K:
+        raise DataError(
+            f"{config.split}: {len(key_ids)} gallery items for top-{TOP_K} predictions; need at least {TOP_K}"
+        )
+    retriever = registry("retrievers").create(config.retriever, **config.retriever_options).index(keys)
+    _, positions = retriever.search(queries, TOP_K)
+    return [[key_ids[position] for position in row] for row in positions.tolist()]
+
+
+def squeeze(config: RetrievalConfig, gallery: Any, *others: Any) -> tuple[list[Any], float]:
+    """The gallery and the other embeddings through a quantizer fitted on the gallery,
+    re-normalised; and its bits per vector."""
+    import torch
+
+    from esq import registry
+    from esq.pipelines.demo import fit_quantizer
+
+    quantizer = registry("quantizers").create(config.quantizer, input_dim=gallery.shape[1], **config.quantizer_options)
+    fit_quantizer(quantizer, gallery.unsqueeze(0), config.quantizer_steps, config.learning_rate)
+    squeezed = []
+    with torch.no_grad():
+        for features in (gallery, *others):
+            quantized = quantizer(features.unsqueeze(0)).quantized.squeeze(0).float()
+            squeezed.append(quantized / quantized.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    return squeezed, float(quantizer.bits_per_vector)
+
+
+def search_and_score(
+    config: RetrievalConfig, folder: Path, split: Any, features: dict[str, Any], suffix: str
+) -> list[dict[str, Any]]:
+    """Predictions (official files) and recalls in each direction for one set of embeddings."""
+    from esq_clip.recall import (
+        image_to_text_gold,
+        recalls,
+        score_document,
+        write_gold,
+        write_predictions,
+        write_scores,
+    )
+
+    image_ids, images = features["images"]
+    text_ids, texts = features["texts"]
+    rows = []
+    directions = []
+    if config.text_to_image:
+        gold = {text_id: list(ids) for text_id, _, ids in split.texts}
+        directions.append(("text_to_image", images, image_ids, texts, text_ids, gold, "text_id", "image_ids", ""))
+    if config.image_to_text:
+        gold = image_to_text_gold(split.texts)
+        write_gold(folder / f"{config.split}_texts.tr.jsonl", "image_id", "text_ids", gold)
+        directions.append(("image_to_text", texts, text_ids, images, image_ids, gold, "image_id", "text_ids", "tr_"))
+    for direction, keys, key_ids, queries, query_ids, gold, query_key, answer_key, prefix in directions:
+        predictions_path = folder / f"{config.split}_{prefix}predictions{suffix}.jsonl"
+        if "knn" in config.steps:
+            answers = top_k(config, keys, key_ids, queries)
+            write_predictions(predictions_path, query_key, answer_key, query_ids, answers)
+        if "recall" in config.steps:
+            predictions = _read_predictions(predictions_path, query_key, answer_key)
+            r1, r5, r10 = recalls(gold, predictions)
+            document = score_document(r1, r5, r10)
+            write_scores(folder / f"{direction}_results{suffix}.json", document)
+            rows.append(
+                {"direction": direction, **{k: document["scoreJson"][k] for k in ("r1", "r5", "r10", "mean_recall")}}
+            )
+    return rows
+
+
+def _read_predictions(path: Path, query_key: str, answer_key: str) -> dict[int, list[int]]:
+    import json
+
+    if not path.is_file():
+        raise DataError(f"{path}: no predictions; run the knn step first (steps including 'knn')")
+    with open(path, encoding="utf-8") as handle:
+        return {record[query_key]: record[answer_key] for record in map(json.loads, handle)}
+
+
+def run(config: RetrievalConfig, context: RunContext) -> Results:
+    from esq_clip.data import open_split
+    from esq_clip.recall import read_features
+
+    split = open_split(config.datapath, config.dataset, config.split, source=config.data_source)
+    context.log.info("%s: %d images, %d texts", split.name, len(split.image_ids), len(split.texts))
+    rows = []
+    for model_path in config.model_paths:
+        name = model_name(model_path)
+        folder = context.path(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if "extract" in config.steps:
+            extract(config, model_path, folder, split, context)
+        source = folder if "extract" in config.steps else Path(config.features_dir) / name
+        if not ({"knn", "recall"} & set(config.steps)):
+            continue
+        features = {
+            "images": read_features(source / f"{config.split}_imgs.img_feat.jsonl", "image_id"),
+            "texts": read_features(source / f"{config.split}_texts.txt_feat.jsonl", "text_id"),
+        }
+        for row in search_and_score(config, folder, split, features, ""):
+            rows.append(
+                {
+                    "model": name,
+                    "embeddings": "original",
+                    **row,
+                    "bits_per_vector": 32.0 * features["images"][1].shape[1],
+                }
+            )
+        if config.quantizer is not None:
+            (images, texts), bits = squeeze(config, features["images"][1], features["texts"][1])
+            squeezed = {"images": (features["images"][0], images), "texts": (features["texts"][0], texts)}
+            for row in search_and_score(config, folder, split, squeezed, f".{config.quantizer}"):
+                rows.append({"model": name, "embeddings": config.quantizer, **row, "bits_per_vector": bits})
+    return Results(
+        rows=rows, summary={"dataset": split.name, "images": len(split.image_ids), "texts": len(split.texts)}
+    )

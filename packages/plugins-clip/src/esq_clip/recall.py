@@ -1,0 +1,102 @@
+"""Chinese-CLIP's evaluation files and scores, written as the official scripts write them.
+
+- features: ``{"image_id": id, "feature": [...]}`` / ``{"text_id": id, "feature": [...]}`` per
+  line (``json.dumps`` of float32 values through ``tolist``, as ``extract_features.py``);
+- predictions: ``{"text_id": id, "image_ids": [top k]}`` (``make_topk_predictions.py``) and
+  ``{"image_id": id, "text_ids": [top k]}`` (``make_topk_predictions_tr.py``);
+- the image→text gold: ``{"image_id": id, "text_ids": [...]}`` per image that some text names,
+  in first-seen order (``transform_ir_annotation_to_tr.py``);
+- scores: ``{"success": true, "score": ..., "scoreJson": {"score", "mean_recall", "r1", "r5",
+  "r10"}}``, percentages, computed with the official scorer's arithmetic (``evaluation.py``).
+
+Recall@k, as the official scorer: for each query of the gold file, a hit when any of its gold ids
+is among its first k predictions; divided by the number of gold queries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from esq.files import open_atomic, write_atomic
+
+KS = (1, 5, 10)
+
+
+def write_features(path: Path, id_key: str, ids: Sequence[int], features: Any) -> Path:
+    with open_atomic(path) as handle:
+        for item, feature in zip(ids, features.tolist(), strict=True):
+            handle.write("{}\n".format(json.dumps({id_key: item, "feature": feature})))
+    return path
+
+
+def read_features(path: Path, id_key: str) -> tuple[list[int], Any]:
+    """Ids and a float32 (N, D) tensor from a features file."""
+    import torch
+
+    from esq.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no features file; run the extract step first (steps including 'extract')")
+    ids, rows = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+                ids.append(int(record[id_key]))
+                rows.append(record["feature"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise DataError(f"{path}, line {number}: not a features line ({error}); extract again") from None
+    return ids, torch.tensor(rows, dtype=torch.float32)
+
+
+def write_predictions(path: Path, query_key: str, answer_key: str, queries: Sequence[int], answers: Iterable) -> Path:
+    with open_atomic(path) as handle:
+        for query, top in zip(queries, answers, strict=True):
+            handle.write(f"{json.dumps({query_key: query, answer_key: list(top)})}\n")
+    return path
+
+
+def image_to_text_gold(texts: Sequence[tuple[int, str, list[int]]]) -> dict[int, list[int]]:
+    gold: dict[int, list[int]] = {}
+    for text_id, _, image_ids in texts:
+        for image_id in image_ids:
+            gold.setdefault(image_id, []).append(text_id)
+    return gold
+
+
+def write_gold(path: Path, query_key: str, answer_key: str, gold: dict[int, list[int]]) -> Path:
+    return write_predictions(path, query_key, answer_key, list(gold), gold.values())
+
+
+def recalls(gold: dict[int, list[int]], predictions: dict[int, Sequence[int]]) -> tuple[float, float, float]:
+    """R@1, R@5, R@10 as fractions, counted as the official scorer counts them."""
+    hits = dict.fromkeys(KS, 0)
+    for query, answers in gold.items():
+        top = predictions[query]
+        for k in KS:
+            if any(answer in top[:k] for answer in answers):
+                hits[k] += 1
+    return tuple(hits[k] * 1.0 / len(gold) for k in KS)  # type: ignore[return-value]
+
+
+def score_document(r1: float, r5: float, r10: float) -> dict[str, Any]:
+    """The official scorer's result, with its arithmetic (percentages of the fractions)."""
+    mean_recall = (r1 + r5 + r10) / 3.0
+    return {
+        "success": True,
+        "score": mean_recall * 100,
+        "scoreJson": {
+            "score": mean_recall * 100,
+            "mean_recall": mean_recall * 100,
+            "r1": r1 * 100,
+            "r5": r5 * 100,
+            "r10": r10 * 100,
+        },
+    }
+
+
+def write_scores(path: Path, document: dict[str, Any]) -> Path:
+    return write_atomic(path, json.dumps(document))

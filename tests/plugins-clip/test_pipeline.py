@@ -1,0 +1,146 @@
+"""``esq run retrieval`` end to end on a tiny dataset in Chinese-CLIP's layout: official file
+names and formats, the official scorer agreeing with esq, checkpoints side by side."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+
+from esq.cli.main import make_cli
+from esq.imagesets import synthetic_image
+
+SMALL_MODEL = ["vision_model=RN50", "text_model=RBT3-chinese", "batch_size=8"]
+TEXTS = [
+    "一只猫",
+    "红色的汽车",
+    "北京的天空",
+    "a dog",
+    "海边的日落",
+    "绿色的树",
+    "蓝色的房子",
+    "小狗在跑",
+    "山和湖",
+    "城市夜景",
+]
+
+
+def write_dataset(root: Path, images: int = 12, split: str = "valid") -> Path:
+    """``root/datasets/TOY/`` with ``images`` PNG images and 15 texts naming one or two each."""
+    from PIL import Image
+
+    folder = root / "datasets" / "TOY"
+    folder.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    with open(folder / f"{split}_imgs.tsv", "w", encoding="utf-8") as handle:
+        for image_id in range(100, 100 + images):
+            buffer = io.BytesIO()
+            Image.fromarray(synthetic_image(generator, 48)).save(buffer, format="PNG")
+            handle.write(f"{image_id}\t{base64.b64encode(buffer.getvalue()).decode()}\n")
+    with open(folder / f"{split}_texts.jsonl", "w", encoding="utf-8") as handle:
+        for text_id in range(15):
+            ids = [100 + text_id % images] + ([100 + (text_id + 3) % images] if text_id % 4 == 0 else [])
+            record = {"text_id": text_id, "text": TEXTS[text_id % len(TEXTS)] + str(text_id), "image_ids": ids}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return root
+
+
+def retrieval(tmp_path: Path, *settings: str, expect: int = 0):
+    arguments = ["run", "retrieval", "--output-dir", str(tmp_path / "runs"), "--json"]
+    for setting in [f"datapath={tmp_path / 'data'}", "dataset=TOY", "split=valid", *SMALL_MODEL, *settings]:
+        arguments += ["--set", setting]
+    result = CliRunner().invoke(make_cli(), arguments)
+    assert result.exit_code == expect, result.output
+    runs = sorted((tmp_path / "runs" / "retrieval").glob("*"))
+    return result, (runs[-1] if runs else None)
+
+
+def official_score(module: str, gold: Path, predictions: Path, out: Path) -> dict:
+    subprocess.run(
+        [sys.executable, "-m", module, str(gold), str(predictions), str(out)], check=True, capture_output=True
+    )
+    return json.loads(out.read_text())
+
+
+def test_a_run_writes_the_official_files_and_the_official_scorer_agrees(tmp_path):
+    write_dataset(tmp_path / "data")
+    result, run = retrieval(tmp_path)
+    folder = run / "random"
+    names = {path.name for path in folder.iterdir()}
+    assert names == {
+        "valid_imgs.img_feat.jsonl",
+        "valid_texts.txt_feat.jsonl",
+        "valid_predictions.jsonl",
+        "valid_tr_predictions.jsonl",
+        "valid_texts.tr.jsonl",
+        "text_to_image_results.json",
+        "image_to_text_results.json",
+    }
+    lines = (folder / "valid_predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 15 and all(len(json.loads(line)["image_ids"]) == 10 for line in lines)
+    gold = tmp_path / "data" / "datasets" / "TOY" / "valid_texts.jsonl"
+    official = official_score(
+        "cn_clip.eval.evaluation", gold, folder / "valid_predictions.jsonl", tmp_path / "t2i.json"
+    )
+    assert (folder / "text_to_image_results.json").read_text() == json.dumps(official)
+    official_tr = official_score(
+        "cn_clip.eval.evaluation_tr",
+        folder / "valid_texts.tr.jsonl",
+        folder / "valid_tr_predictions.jsonl",
+        tmp_path / "i2t.json",
+    )
+    assert (folder / "image_to_text_results.json").read_text() == json.dumps(official_tr)
+    rows = json.loads(result.stdout)
+    assert {(row["model"], row["direction"]) for row in rows} == {
+        ("random", "text_to_image"),
+        ("random", "image_to_text"),
+    }
+    text_to_image = next(row for row in rows if row["direction"] == "text_to_image")
+    assert text_to_image["r10"] == official["scoreJson"]["r10"]
+
+
+def test_knn_and_recall_from_given_features_perfect_retrieval(tmp_path):
+    """Features where each text equals its first image: Recall@1 text→image is 100."""
+    write_dataset(tmp_path / "data")
+    features = tmp_path / "features" / "random"
+    features.mkdir(parents=True)
+    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0]
+    image_ids = list(range(100, 112))
+    with open(features / "valid_imgs.img_feat.jsonl", "w") as handle:
+        for row, image_id in enumerate(image_ids):
+            handle.write(json.dumps({"image_id": image_id, "feature": basis[row].tolist()}) + "\n")
+    with open(features / "valid_texts.txt_feat.jsonl", "w") as handle:
+        for text_id in range(15):
+            handle.write(json.dumps({"text_id": text_id, "feature": basis[text_id % 12].tolist()}) + "\n")
+    _, run = retrieval(tmp_path, "steps=[knn,recall]", f"features_dir={tmp_path / 'features'}")
+    scores = json.loads((run / "random" / "text_to_image_results.json").read_text())
+    assert scores["success"] is True and scores["scoreJson"]["r1"] == 100.0
+    assert not (run / "random" / "valid_imgs.img_feat.jsonl").exists()
+
+
+def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_path):
+    from esq_clip.models import ChineseCLIP
+
+    write_dataset(tmp_path / "data")
+    torch.manual_seed(3)
+    state = {f"module.{key}": value for key, value in ChineseCLIP("RN50", "RBT3-chinese").network.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "epoch_latest.pt")
+    result, _ = retrieval(tmp_path, f"model_paths=[none,{tmp_path / 'epoch_latest.pt'}]")
+    rows = json.loads(result.stdout)
+    assert {row["model"] for row in rows} == {"random", "epoch_latest"} and len(rows) == 4
+    torch.save({"state_dict": {"visual.proj": torch.zeros(3)}}, tmp_path / "other.pt")
+    result, _ = retrieval(tmp_path, f"model_paths=[{tmp_path / 'other.pt'}]", expect=1)
+    assert "not a checkpoint of this architecture" in result.output and "missing keys" in result.output
+
+
+def test_a_gallery_smaller_than_ten_is_refused(tmp_path):
+    write_dataset(tmp_path / "data", images=8)
+    result, _ = retrieval(tmp_path, "image_to_text=false", expect=1)
+    assert "8 gallery items for top-10 predictions; need at least 10" in result.output
