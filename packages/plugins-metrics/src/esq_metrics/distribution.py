@@ -143,7 +143,7 @@ def frechet_distance_in_span(reference: np.ndarray, other: np.ndarray, eps: floa
     centred rows Xa, Xb (the eigenvalues of √Σa Σb √Σa are the squared singular values of that
     matrix), so no square root of a rounding error near zero enters the sum.
     """
-    rows_a, rows_b = torch.from_numpy(reference), torch.from_numpy(other)
+    rows_a, rows_b = torch.tensor(reference), torch.tensor(other)  # copies: inputs may be read-only
     mean_a, mean_b = rows_a.mean(dim=0), rows_b.mean(dim=0)
     centred_a, centred_b = rows_a - mean_a, rows_b - mean_b
     dimension = reference.shape[1]

@@ -24,23 +24,18 @@ def open_sets(config: Any, context: RunContext) -> tuple[Any, Any]:
     """The reference images and the evaluation images after them (disjoint)."""
     from esq.imagesets import open_images
 
-    reference = open_images(
-        config.images,
-        config.n_references,
-        config.image_size,
-        config.seed,
-        on_unreadable=config.on_unreadable,
-        log=context.log,
-    )
-    evaluation = open_images(
-        config.images,
-        config.n_evaluations,
-        config.image_size,
-        config.seed,
-        offset=config.n_references,
-        on_unreadable=config.on_unreadable,
-        log=context.log,
-    )
+    def images(count: int, offset: int) -> Any:
+        return open_images(
+            config.images,
+            count,
+            config.image_size,
+            config.seed,
+            offset=offset,
+            on_unreadable=config.on_unreadable,
+            log=context.log,
+        )
+
+    reference, evaluation = images(config.n_references, 0), images(config.n_evaluations, config.n_references)
     context.log.info("reference images: %s", reference.description)
     return reference, evaluation
 
