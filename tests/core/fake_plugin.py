@@ -6,7 +6,7 @@ and correct, so each ``esq.testing`` check passes on them; the tests break them 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -175,6 +175,8 @@ class EchoConfig(PipelineConfig):
     rows: int = 2
     label: str = "x"
     mode: str = "plain"
+    tags: list[str] = field(default_factory=list, metadata={"option": "tag"})
+    loud: bool = field(default=True, metadata={"negative": "quiet"})
 
 
 def echo(config: EchoConfig, context: Any) -> Results:

@@ -90,8 +90,35 @@ def test_run_writes_the_run_directory_and_prints_the_table(tmp_path):
     (directory,) = (tmp_path / "runs" / "echo").iterdir()
     assert directory.name.endswith("-trial")
     document = json.loads((directory / "results.json").read_text())
-    assert document["config"] == {"name": "trial", "seed": 3, "rows": 4, "label": "cli", "mode": "plain"}
+    assert document["config"] == {
+        "name": "trial",
+        "seed": 3,
+        "rows": 4,
+        "label": "cli",
+        "mode": "plain",
+        "tags": [],
+        "loud": True,
+    }
     assert result.stdout.count("cli") == 4 and "run directory:" in result.stderr
+
+
+def test_pipeline_options_after_its_name_override_the_file_and_set(tmp_path):
+    config = tmp_path / "echo.toml"
+    config.write_text('rows = 4\nlabel = "from-file"\n')
+    arguments = ["--config", str(config), "--set", "label=set", "--output-dir", str(tmp_path / "runs")]
+    options = ["--label", "option", "--rows=3", "--tag", "a", "--tag", "b c", "--quiet", "--mode", "2024"]
+    result = esq("run", "echo", *options, "--plugin", FAKE, *arguments)
+    assert result.exit_code == 0, result.output
+    (directory,) = (tmp_path / "runs" / "echo").iterdir()
+    document = json.loads((directory / "results.json").read_text())
+    assert {key: document["config"][key] for key in ("rows", "label", "tags", "loud", "mode")} == {
+        "mode": "2024",
+        "rows": 3,
+        "label": "option",
+        "tags": ["a", "b c"],
+        "loud": False,
+    }
+    assert "--tags, --tag" in esq("run", "echo", "--plugin", FAKE, "--help").stdout
 
 
 def test_run_json_prints_rows(tmp_path):
@@ -138,6 +165,11 @@ BAD_INPUT = [
     (["run", "demo", "--plugin", FAKE, "--set", "samples=1"], "samples must be at least 2, got 1"),
     (["run", "echo", "--plugin", FAKE, "--seed", "-1"], "seed -1 must be between 0 and 2**32 - 1"),
     (["run", "echo", "--plugin", FAKE, "--set", "name=a b/c"], "name 'a b/c' may hold only letters"),
+    (["run", "echo", "--lable", "y", "--plugin", FAKE], "unknown option '--lable' (did you mean '--label'"),
+    (["run", "echo", "--rows", "many", "--plugin", FAKE], "--rows rows: expected int, got 'many'"),
+    (["run", "echo", "--plugin", FAKE, "--rows"], "--rows needs a value"),
+    (["run", "echo", "--plugin", FAKE, "--quiet=yes"], "--quiet is a flag and takes no value"),
+    (["run", "echo", "extra", "--plugin", FAKE], "unknown argument 'extra'"),
 ]
 
 

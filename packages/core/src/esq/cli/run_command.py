@@ -12,6 +12,7 @@ import click
 
 from esq.cli.main import plugin_options
 from esq.cli.output import format_cell, print_json, print_table
+from esq.cli.pipeline_options import option_layers, option_names
 from esq.config import build_config, parse_set_options, read_toml
 from esq.console import stderr
 from esq.errors import EsqError
@@ -46,6 +47,7 @@ def _shown(value: Any) -> str:
 
 def _field_rows(config_type: type) -> list[tuple[str, str]]:
     hints = typing.get_type_hints(config_type)
+    spellings = option_names(config_type)
     rows = []
     for field in dataclasses.fields(config_type):
         if field.default is not dataclasses.MISSING:
@@ -57,7 +59,7 @@ def _field_rows(config_type: type) -> list[tuple[str, str]]:
         annotation = hints[field.name]
         kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
         help_text = field.metadata.get("help", "")
-        rows.append((field.name, f"{kind} = {default}  {help_text}".rstrip()))
+        rows.append((", ".join(spellings.get(field.name, [field.name])), f"{kind} = {default}  {help_text}".rstrip()))
     return rows
 
 
@@ -97,14 +99,19 @@ class RunCommand(click.Command):
                 formatter.write_dl([(spec.name, spec.summary) for spec in pipelines.specs()])
             if pipeline is not None:
                 spec = pipelines.spec(pipeline)
-                with formatter.section(f"Options of pipeline {pipeline!r} (--set KEY=VALUE or TOML keys)"):
+                title = f"Options of pipeline {pipeline!r} (after its name; as --set or TOML keys: some_option=VALUE)"
+                with formatter.section(title):
                     formatter.write_dl(_field_rows(spec.config))
         except EsqError as error:
             formatter.write_paragraph()
             formatter.write_text(f"({error})")
 
 
-@click.command("run", cls=RunCommand)
+@click.command(
+    "run",
+    cls=RunCommand,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 @click.argument("pipeline")
 @click.option(
     "--config",
@@ -129,7 +136,9 @@ class RunCommand(click.Command):
 @click.option("--seed", type=int, help="Seed for every random generator (the config's `seed`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @plugin_options
+@click.pass_context
 def run(
+    ctx: click.Context,
     pipeline: str,
     config_file: Path | None,
     set_options: tuple[str, ...],
@@ -138,9 +147,11 @@ def run(
     as_json: bool,
     plugin_values: tuple[str, ...],
 ) -> None:
-    """Run PIPELINE and write its run directory; the pipelines are listed below."""
+    """Run PIPELINE and write its run directory; the pipelines are listed below, and
+    ``esq run PIPELINE --help`` lists its own options (``--KEY VALUE`` after its name)."""
     spec = use_plugins(plugin_values).registry("pipelines").spec(pipeline)
-    config = build_config(spec.config, config_layers(config_file, set_options, seed), pipeline)
+    layers = config_layers(config_file, set_options, seed) + option_layers(spec.config, ctx.args, pipeline)
+    config = build_config(spec.config, layers, pipeline)
     finished = run_pipeline(spec, config, output_dir)
     if as_json:
         print_json(finished.results.rows)
