@@ -144,3 +144,39 @@ def test_a_gallery_smaller_than_ten_is_refused(tmp_path):
     write_dataset(tmp_path / "data", images=8)
     result, _ = retrieval(tmp_path, "image_to_text=false", expect=1)
     assert "8 gallery items for top-10 predictions; need at least 10" in result.output
+
+
+def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path):
+    """The official extract_features.py path: base64 image → PIL RGB → image_transform → encode_image,
+    tokenize(52) → encode_text, each divided by its norm; here with one network in float32."""
+    from cn_clip.clip import tokenize
+    from cn_clip.clip.utils import image_transform
+    from PIL import Image
+
+    from esq_clip.models import ChineseCLIP
+    from esq_clip.recall import read_features
+
+    write_dataset(tmp_path / "data")
+    torch.manual_seed(5)
+    network = ChineseCLIP("RN50", "RBT3-chinese").network.eval()
+    state = {f"module.{key}": value for key, value in network.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "epoch_latest.pt")
+    _, run = retrieval(tmp_path, f"model_paths=[{tmp_path / 'epoch_latest.pt'}]", "steps=[extract]")
+    dataset = tmp_path / "data" / "datasets" / "TOY"
+    transform = image_transform(network.visual.input_resolution)
+    image_ids, pixels = [], []
+    for line in (dataset / "valid_imgs.tsv").read_text().splitlines():
+        image_id, encoded = line.split("\t")
+        image = Image.open(io.BytesIO(base64.urlsafe_b64decode(encoded))).convert("RGB")
+        image_ids.append(int(image_id))
+        pixels.append(transform(image))
+    records = [json.loads(line) for line in (dataset / "valid_texts.jsonl").read_text(encoding="utf-8").splitlines()]
+    with torch.no_grad():
+        images = network.encode_image(torch.stack(pixels))
+        texts = network.encode_text(tokenize([record["text"] for record in records], context_length=52))
+    images, texts = (features / features.norm(dim=-1, keepdim=True) for features in (images, texts))
+    esq_image_ids, esq_images = read_features(run / "epoch_latest" / "valid_imgs.img_feat.jsonl", "image_id")
+    esq_text_ids, esq_texts = read_features(run / "epoch_latest" / "valid_texts.txt_feat.jsonl", "text_id")
+    assert esq_image_ids == image_ids and esq_text_ids == [record["text_id"] for record in records]
+    torch.testing.assert_close(torch.as_tensor(esq_images, dtype=torch.float32), images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.as_tensor(esq_texts, dtype=torch.float32), texts, atol=1e-5, rtol=0)

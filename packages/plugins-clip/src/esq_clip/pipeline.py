@@ -25,20 +25,24 @@ class RetrievalConfig(PipelineConfig):
     """Options of ``esq run retrieval``."""
 
     datapath: str = field(default="", metadata={"help": "folder holding datasets/<dataset>/ (required)"})
-    dataset: str = "MUGE"
+    dataset: str = field(default="MUGE", metadata={"option": "dataset-name"})
     split: str = "valid"
     data_source: Literal["auto", "tsv", "lmdb"] = "auto"
     vision_model: str = "ViT-B-16"
     text_model: str = "RoBERTa-wwm-ext-base-chinese"
     model_paths: list[str] = field(
-        default_factory=lambda: ["none"], metadata={"help": "checkpoints side by side; 'none': random weights"}
+        default_factory=lambda: ["none"],
+        metadata={"option": "model-path", "help": "checkpoints side by side; 'none': random weights"},
     )
-    steps: list[Literal["extract", "knn", "recall"]] = field(default_factory=lambda: list(STEPS))
+    steps: list[Literal["extract", "knn", "recall"]] = field(
+        default_factory=lambda: list(STEPS), metadata={"option": "step"}
+    )
+    skip_extraction: bool = field(default=False, metadata={"help": "steps without extract (needs features_dir)"})
     features_dir: str | None = field(
         default=None, metadata={"help": "without the extract step: a previous run's folder with <model>/ features"}
     )
-    text_to_image: bool = True
-    image_to_text: bool = True
+    text_to_image: bool = field(default=True, metadata={"negative": "skip-text-to-image"})
+    image_to_text: bool = field(default=True, metadata={"negative": "skip-image-to-text"})
     retriever: str = "exact"
     retriever_options: dict[str, Any] = field(default_factory=dict)
     quantizer: str | None = field(default=None, metadata={"help": "also score embeddings squeezed by it"})
@@ -51,6 +55,8 @@ class RetrievalConfig(PipelineConfig):
         super().__post_init__()
         if not self.datapath:
             raise ValueError("datapath is required: the folder holding datasets/<dataset>/ (--set datapath=...)")
+        if self.skip_extraction:
+            self.steps = [step for step in self.steps if step != "extract"]
         if not self.steps:
             raise ValueError(f"steps is empty; choose from {', '.join(STEPS)}")
         if "extract" not in self.steps and self.features_dir is None:

@@ -1,0 +1,63 @@
+"""``esq run retrieval --quantizer``: esq-clip finds a quantizer of esq-quantizers through the
+registry, fits it on the gallery and scores original and squeezed embeddings side by side; typed
+as the official evaluation script's options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from esq.cli.main import make_cli
+from esq_clip.data import write_split
+from esq_clip.recall import write_features
+
+IMAGES = 12
+TEXTS = 24
+
+
+def write_features_folder(folder: Path) -> None:
+    """Unit image features in 16 dimensions; each text is its image's feature plus a little noise."""
+    import torch
+
+    generator = np.random.default_rng(0)
+    images = generator.normal(size=(IMAGES, 16))
+    texts = images[np.arange(TEXTS) % IMAGES] + 0.05 * generator.normal(size=(TEXTS, 16))
+    images, texts = (torch.as_tensor(x / np.linalg.norm(x, axis=1, keepdims=True)) for x in (images, texts))
+    folder.mkdir(parents=True)
+    write_features(folder / "valid_imgs.img_feat.jsonl", "image_id", list(range(100, 100 + IMAGES)), images)
+    write_features(folder / "valid_texts.txt_feat.jsonl", "text_id", list(range(TEXTS)), texts)
+
+
+def test_recall_of_original_and_squeezed_embeddings_side_by_side(tmp_path):
+    dataset = tmp_path / "data" / "datasets" / "TOY"
+    dataset.mkdir(parents=True)
+    pixel = Image.new("RGB", (4, 4))
+    texts = [(text_id, f"文本{text_id}", [100 + text_id % IMAGES]) for text_id in range(TEXTS)]
+    write_split(dataset, "valid", {image_id: pixel for image_id in range(100, 100 + IMAGES)}, texts)
+    write_features_folder(tmp_path / "previous" / "random")
+    options = ["--datapath", str(tmp_path / "data"), "--dataset-name", "TOY", "--split", "valid", "--model-path"]
+    options += ["none", "--skip-extraction", "--features-dir", str(tmp_path / "previous"), "--quantizer", "vq"]
+    options += ["--quantizer-options", "{codebook_size = 4}", "--quantizer-steps", "20"]
+    result = CliRunner().invoke(make_cli(), ["run", "retrieval", *options, "--json", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {(row["embeddings"], row["direction"]): row for row in json.loads(result.stdout)}
+    assert set(rows) == {(e, d) for e in ("original", "vq") for d in ("text_to_image", "image_to_text")}
+    assert rows["original", "text_to_image"]["bits_per_vector"] == 32 * 16
+    assert rows["vq", "text_to_image"]["bits_per_vector"] == 2.0
+    assert rows["original", "text_to_image"]["r1"] == 100.0
+    # four codes for twelve images: tied images rank by id, so at most one per code is found first
+    assert rows["vq", "text_to_image"]["r1"] <= 100.0 * 4 / IMAGES
+    (run,) = (tmp_path / "retrieval").iterdir()
+    folder = run / "random"
+    scored = tmp_path / "official.json"
+    gold = dataset / "valid_texts.jsonl"
+    command = ["-m", "cn_clip.eval.evaluation", str(gold), str(folder / "valid_predictions.vq.jsonl"), str(scored)]
+    subprocess.run([sys.executable, *command], check=True, capture_output=True)
+    assert json.loads(scored.read_text())["scoreJson"]["r1"] == rows["vq", "text_to_image"]["r1"]
+    assert (folder / "text_to_image_results.vq.json").read_text() == scored.read_text()
