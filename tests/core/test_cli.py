@@ -29,7 +29,9 @@ def test_plugins_json_lists_name_version_status_hooks_and_components():
     assert fake["provides"]["quantizers"] == ["rounding"]
     assert "esq_pipelines" in fake["hooks"] and "esq_metrics" in fake["hooks"]
     core = next(row for row in rows if row["name"] == "esq")
-    assert core["distribution"] == "esq-core" and core["provides"] == {"pipelines": ["demo", "degradation"]}
+    assert core["distribution"] == "esq-core" and core["provides"] == {
+        "pipelines": ["demo", "degradation", "squeeze", "baseline", "visualize"]
+    }
 
 
 def test_plugins_table_shows_every_plugin():

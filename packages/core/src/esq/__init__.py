@@ -42,6 +42,15 @@ def registry(kind: str) -> Registry:
     return current_plugins().registry(kind)
 
 
+def load_checkpoint(path: str, **expected: object) -> object:
+    """The segmentation model saved at ``path`` (an ``esq run squeeze``/``baseline`` ``.ckpt``, or
+    the previous tool's ``.pth``), rebuilt from the file alone, in eval mode; see
+    :func:`esq.training.checkpoints.load_checkpoint`. Imports torch and Lightning when called."""
+    from esq.training.checkpoints import load_checkpoint as load
+
+    return load(path, **expected)
+
+
 __all__ = [
     "KINDS",
     "BackboneSpec",
@@ -65,5 +74,6 @@ __all__ = [
     "__version__",
     "hookimpl",
     "lazy",
+    "load_checkpoint",
     "registry",
 ]

@@ -8,7 +8,7 @@ from esq.specs import PipelineSpec
 
 @hookimpl
 def esq_pipelines() -> list[PipelineSpec]:
-    from esq.pipelines import degradation, demo
+    from esq.pipelines import degradation, demo, squeeze, visualize
 
     return [
         PipelineSpec(
@@ -22,5 +22,23 @@ def esq_pipelines() -> list[PipelineSpec]:
             config=degradation.DegradationConfig,
             run=degradation.run,
             summary="Which distribution metric on which features rises monotonically with image degradation",
+        ),
+        PipelineSpec(
+            name="squeeze",
+            config=squeeze.SqueezeConfig,
+            run=squeeze.run_squeeze,
+            summary="Train a quantizer and head on a frozen segmentation backbone; IoU, bits, compression",
+        ),
+        PipelineSpec(
+            name="baseline",
+            config=squeeze.BaselineConfig,
+            run=squeeze.run_baseline,
+            summary="Train the segmentation head alone on the frozen backbone (no quantizer)",
+        ),
+        PipelineSpec(
+            name="visualize",
+            config=visualize.VisualizeConfig,
+            run=visualize.run,
+            summary="Best and worst samples of a quantized model against its baseline (per-sample IoU)",
         ),
     ]

@@ -1,0 +1,134 @@
+"""``esq run squeeze`` and ``esq run baseline``: train a segmentation head, with or without a
+quantizer between the frozen backbone and the head, with Lightning; report IoU, bits per vector
+and compression ratio on the test split.
+
+The options keep the previous tools' names (``squeeze.py``, ``train_baseline.py``): ``model``,
+``quantizer_type``, ``codebook_size``, ``bottleneck_dim``, ``num_quantizers``, ``epochs``,
+``batch_size``, ``lr``, ``vq_loss_weight``, ``loss_type``, ``dataset``, ``data_path``,
+``experiment_name``, ``subset_size``. Lightning's own (``accelerator``, ``devices``,
+``strategy``, ``num_nodes``, ``precision``) pass through. Nothing here imports torch until a run
+starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from esq.config import PipelineConfig
+from esq.results import Results, RunContext
+
+# the previous tools' --model choices
+MODEL_ALIASES = {"vit": "vit_b_32", "deeplab": "deeplabv3_resnet50"}
+LOGGERS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass
+class BaselineConfig(PipelineConfig):
+    """Options of ``esq run baseline`` (and the training options of ``esq run squeeze``)."""
+
+    model: str = field(
+        default="tiny_cnn",
+        metadata={"help": "segmentation backbone (esq list backbones); vit = vit_b_32, deeplab = deeplabv3_resnet50"},
+    )
+    backbone_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "e.g. {weights = 'default'} for pretrained weights"}
+    )
+    experiment_name: str = field(default="", metadata={"help": "the run's name (same as name)"})
+    dataset: Literal["synthetic", "folder", "oxford_pet"] = "synthetic"
+    data_path: str = field(default="./data", metadata={"help": "folder (images/, masks/) or Oxford-IIIT Pet root"})
+    image_size: int = 64
+    num_classes: int | None = field(default=None, metadata={"help": "required for a folder dataset"})
+    synthetic_size: int = field(default=96, metadata={"help": "images in the synthetic set"})
+    subset_size: int | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    num_workers: int = 0
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+    loss_type: Literal["ce", "dice", "focal", "combined"] = "ce"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"], metadata={"option": "logger"})
+    resume: str | None = field(default=None, metadata={"help": "a last.ckpt to continue training from"})
+
+    def __post_init__(self) -> None:
+        if self.experiment_name and not self.name:
+            self.name = self.experiment_name
+        super().__post_init__()
+        self.model = MODEL_ALIASES.get(self.model, self.model)
+        for option in ("epochs", "batch_size", "num_nodes", "image_size"):
+            if getattr(self, option) < 1:
+                raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be at least 0, got {self.num_workers}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            raise ValueError(f"loggers: {unknown[0]!r} is not one of {', '.join(LOGGERS)}")
+
+    def data_settings(self) -> dict[str, Any]:
+        """What ``open_segmentation`` takes, as stored in checkpoints."""
+        return {
+            "dataset": self.dataset,
+            "data_path": None if self.dataset == "synthetic" else self.data_path,
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "num_classes": self.num_classes,
+            "synthetic_size": self.synthetic_size,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+        }
+
+
+@dataclass
+class SqueezeConfig(BaselineConfig):
+    """Options of ``esq run squeeze``: the baseline's, plus the quantizer."""
+
+    quantizer_type: str = field(default="vq", metadata={"option": "quantizer", "help": "esq list quantizers"})
+    codebook_size: int | None = field(default=None, metadata={"help": "None: the quantizer's default"})
+    bottleneck_dim: int = 64
+    num_quantizers: int | None = field(default=None, metadata={"help": "levels of rvq / residual_fsq"})
+    quantizer_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "any other quantizer option"})
+    vq_loss_weight: float = 0.1
+    encoder_adapter: bool = False
+    decoder_adapter: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from esq import registry
+        from esq.registry import check_options
+
+        if self.quantizer_type == "none":
+            return
+        spec = registry("quantizers").spec(self.quantizer_type)
+        check_options(f"quantizer {self.quantizer_type!r}", spec.builder(), {"input_dim": 1, **self.options()})
+
+    def options(self) -> dict[str, Any]:
+        """The quantizer's options (``input_dim`` comes from the backbone)."""
+        chosen = {
+            "codebook_size": self.codebook_size,
+            "bottleneck_dim": self.bottleneck_dim,
+            "num_quantizers": self.num_quantizers,
+        }
+        return {**{key: value for key, value in chosen.items() if value is not None}, **self.quantizer_options}
+
+
+def run_baseline(config: BaselineConfig, context: RunContext) -> Results:
+    from esq.training.trainer import train
+
+    return train(config, context, "none", {})
+
+
+def run_squeeze(config: SqueezeConfig, context: RunContext) -> Results:
+    from esq.training.trainer import train
+
+    if config.quantizer_type == "none":
+        return train(config, context, "none", {})
+    return train(config, context, config.quantizer_type, config.options())

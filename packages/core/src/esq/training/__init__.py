@@ -1,0 +1,1 @@
+"""Training segmentation heads and quantizers on frozen backbones with Lightning."""
