@@ -135,3 +135,54 @@ def test_a_nan_loss_stops_with_the_step_and_the_cause(trained):
 def test_an_empty_split_is_one_line(tmp_path):
     result, _ = esq_run(tmp_path, "baseline", "--synthetic-size", "2", "--epochs", "1", expect=1)
     assert result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
+def legacy_file(path: Path, module, method: str) -> Path:
+    """A .pth as the previous tool wrote it: its own names for the adapters' layers, prefixes."""
+    renamed = ("conv1.weight", "conv1.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")
+    renamed += ("bn.num_batches_tracked", "conv2.weight", "conv2.bias")
+    model = module.model
+    document = {
+        "method": method,
+        "backbone_state_dict": {f"model.{k}": v for k, v in model.backbone.network.state_dict().items()},
+        "classifier_state_dict": model.backbone.head.state_dict(),
+        "quantizer_state_dict": model.quantizer.state_dict() if model.quantizer is not None else None,
+        "has_encoder_adapter": model.encoder_adapter is not None,
+        "has_decoder_adapter": model.decoder_adapter is not None,
+    }
+    for side in ("encoder", "decoder"):
+        adapter = getattr(model, f"{side}_adapter")
+        state = adapter.state_dict().values() if adapter is not None else None
+        document[f"{side}_adapter_state_dict"] = dict(zip(renamed, state, strict=True)) if state else None
+    torch.save(document, path)
+    return path
+
+
+def test_the_previous_tools_pth_loads_into_the_same_model(tmp_path):
+    from esq.training.module import SegmentationModule
+
+    torch.manual_seed(0)
+    options = {"codebook_size": 32, "bottleneck_dim": 16}
+    module = SegmentationModule(
+        backbone="tiny_cnn",
+        num_classes=3,
+        quantizer="vq",
+        quantizer_options=options,
+        encoder_adapter=True,
+        decoder_adapter=True,
+    )
+    with torch.no_grad():  # weights no random init gives: a loader that skipped them would differ
+        for parameter in module.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    module.eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    loaded = esq.load_checkpoint(legacy_file(tmp_path / "vq.pth", module, "vq"))
+    assert (loaded.hparams["backbone"], loaded.hparams["num_classes"]) == ("tiny_cnn", 3)
+    assert {k: loaded.hparams["quantizer_options"][k] for k in options} == options
+    torch.testing.assert_close(loaded(images), module(images), rtol=0, atol=0)
+    baseline = SegmentationModule(backbone="tiny_cnn", num_classes=3).eval()
+    loaded = esq.load_checkpoint(legacy_file(tmp_path / "baseline.pth", baseline, "baseline"))
+    assert loaded.model.quantizer is None
+    torch.testing.assert_close(loaded(images), baseline(images), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match="a checkpoint of quantizer 'none', but this run uses quantizer 'vq'"):
+        esq.load_checkpoint(tmp_path / "baseline.pth", quantizer="vq")

@@ -52,9 +52,12 @@ def check_matches(path: str | Path, hparams: dict[str, Any], expected: dict[str,
             )
 
 
-def module_from_state(path: str | Path, hparams: dict[str, Any], state: dict[str, torch.Tensor]) -> SegmentationModule:
-    """A ``SegmentationModule`` built from ``hparams`` with random weights, then ``state`` loaded."""
-    module = SegmentationModule(**hparams, pretrained=False)
+def module_from_state(
+    path: str | Path, hparams: dict[str, Any], state: dict[str, torch.Tensor], module: SegmentationModule | None = None
+) -> SegmentationModule:
+    """``module`` (default: a ``SegmentationModule`` built from ``hparams`` with random weights)
+    with ``state`` loaded, in eval mode."""
+    module = module if module is not None else SegmentationModule(**hparams, pretrained=False)
     wanted = module.state_dict()
     missing = sorted(set(wanted) - set(state))
     unexpected = sorted(set(state) - set(wanted))

@@ -164,5 +164,4 @@ def module_from_legacy(
                 path, f"{side}_adapter_state_dict", checkpoint[f"{side}_adapter_state_dict"], adapter
             )
             state.update({f"model.{side}_adapter.{key}": value for key, value in adapted.items()})
-    extra = {key: value for key, value in module.state_dict().items() if key.startswith("scores.")}
-    return module_from_state(path, dict(module.hparams), {**state, **extra})
+    return module_from_state(path, dict(module.hparams), state, module)
