@@ -99,3 +99,16 @@ def test_results_record_the_plugins_and_files_get_the_usual_mode(tmp_path):
     os.umask(umask)
     for name in ("config.toml", "results.json", "results.csv"):
         assert (run.directory / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_further_ddp_process_works_in_the_shared_directory_and_reports_nothing(tmp_path, monkeypatch):
+    shared = tmp_path / "echo" / "first-run"
+    shared.mkdir(parents=True)
+    monkeypatch.setenv("ESQ_RUN_DIRECTORY", str(shared))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    run = run_pipeline(ECHO, fake_plugin.EchoConfig(label="worker"), tmp_path)
+    assert run.worker and run.directory == shared
+    assert sorted(p.name for p in shared.iterdir()) == ["note.txt", "run-rank1.log"]
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    first = run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path)
+    assert not first.worker and first.directory != shared and (first.directory / "results.json").is_file()

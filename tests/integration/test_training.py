@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,16 @@ def test_the_previous_tools_pth_loads_into_the_same_model(tmp_path):
     torch.testing.assert_close(loaded(images), baseline(images), rtol=0, atol=0)
     with pytest.raises(CheckpointError, match="a checkpoint of quantizer 'none', but this run uses quantizer 'vq'"):
         esq.load_checkpoint(tmp_path / "baseline.pth", quantizer="vq")
+
+
+def test_two_processes_with_ddp_share_one_run_directory_and_save_a_loadable_checkpoint(tmp_path):
+    command = [str(Path(sys.executable).with_name("esq")), "run", "squeeze", *SMALL, "--devices", "2"]
+    command += ["--strategy", "ddp", "--codebook-size", "16", "--output-dir", str(tmp_path), "--json"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (row,) = json.loads(finished.stdout)  # the second process printed nothing
+    (run,) = (tmp_path / "squeeze").iterdir()
+    assert (run / "run-rank1.log").is_file() and "DDP" not in finished.stdout
+    assert json.loads((run / "results.json").read_text())["rows"] == [row]
+    model = esq.load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert model.hparams["quantizer"] == "vq" and model.bits_per_vector == 4.0

@@ -3,6 +3,11 @@
 The directory holds the resolved ``config.toml`` (``esq run PIPELINE --config`` on it repeats
 the run), ``run.log``, and on success ``results.json`` and a tidy ``results.csv``; every file is
 written atomically.
+
+Lightning's ``ddp`` strategy starts the same command again for each further local process. A
+pipeline that trains sets ``ESQ_RUN_DIRECTORY`` (``share_run_directory``) before it starts the
+trainer, so those processes (``LOCAL_RANK`` > 0) work in the first one's directory: they log to
+``run-rank<N>.log`` and leave the config, the results and the console to the first.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +32,7 @@ from esq.seeding import seed_everything
 from esq.specs import PipelineSpec
 
 log = logging.getLogger("esq.run")
+RUN_DIRECTORY_VARIABLE = "ESQ_RUN_DIRECTORY"
 
 
 @dataclass
@@ -34,6 +41,18 @@ class Run:
 
     directory: Path
     results: Results
+    worker: bool = False  # a further process of a multi-process run: the first one reports
+
+
+def worker_rank() -> int:
+    """This process's ``LOCAL_RANK`` when it is a further process of a shared run, else 0."""
+    rank = os.environ.get("LOCAL_RANK", "0")
+    return int(rank) if os.environ.get(RUN_DIRECTORY_VARIABLE) and rank.isdigit() else 0
+
+
+def share_run_directory(directory: Path) -> None:
+    """Let the processes a trainer starts from this command work in ``directory`` (see above)."""
+    os.environ[RUN_DIRECTORY_VARIABLE] = str(directory)
 
 
 class RunLogFilter(OnceFilter):
@@ -73,10 +92,14 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progress: bool = True) -> Run:
     """Run ``spec`` on ``config`` in a new run directory under ``output_dir``."""
-    directory = new_run_directory(Path(output_dir), spec.name, config.name)
-    header = f"esq run {spec.name}: resolved config ({spec.distribution} {spec.version})"
-    write_config(directory / "config.toml", config, header)
-    handler = logging.FileHandler(directory / "run.log", encoding="utf-8")
+    rank = worker_rank()
+    if rank:
+        directory = Path(os.environ[RUN_DIRECTORY_VARIABLE])
+    else:
+        directory = new_run_directory(Path(output_dir), spec.name, config.name)
+        header = f"esq run {spec.name}: resolved config ({spec.distribution} {spec.version})"
+        write_config(directory / "config.toml", config, header)
+    handler = logging.FileHandler(directory / (f"run-rank{rank}.log" if rank else "run.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RunLogFilter())
     esq_log, root = logging.getLogger("esq"), logging.getLogger()
@@ -102,6 +125,8 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
         root.removeHandler(handler)
         esq_log.setLevel(previous_level)
         handler.close()
+    if rank:
+        return Run(directory, results, worker=True)
     document = {
         "pipeline": spec.name,
         "run": directory.name,

@@ -153,6 +153,8 @@ def run(
     layers = config_layers(config_file, set_options, seed) + option_layers(spec.config, ctx.args, pipeline)
     config = build_config(spec.config, layers, pipeline)
     finished = run_pipeline(spec, config, output_dir)
+    if finished.worker:
+        return
     if as_json:
         print_json(finished.results.rows)
     else:

@@ -158,11 +158,11 @@ class SegmentationModule(L.LightningModule):
     def _log_scores(self, stage: str) -> None:
         scores = self.scores[stage].compute()
         for name in ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median"):
-            self.log(f"{stage}/{name}", float(scores[name]), sync_dist=False)
+            self.log(f"{stage}/{name}", float(scores[name]), sync_dist=True)  # equal on every process
         for name, values in self._batch_stats.items():
             self.log(f"{stage}/{name}", sum(values) / len(values), sync_dist=True)
-        self.log(f"{stage}/bits_per_vector", self.bits_per_vector)
-        self.log(f"{stage}/compression_ratio", self.compression_ratio)
+        self.log(f"{stage}/bits_per_vector", self.bits_per_vector, sync_dist=True)
+        self.log(f"{stage}/compression_ratio", self.compression_ratio, sync_dist=True)
         self.scores[stage].reset()
         self._batch_stats = {}
 

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from esq.errors import ConfigError
 from esq.results import Results, RunContext
+from esq.runner import share_run_directory
 from esq.segmentation_data import open_segmentation, segmentation_loader
 from esq.training.checkpoints import check_matches, read_checkpoint
 from esq.training.module import SegmentationModule
@@ -107,6 +108,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         save_last=True,
         enable_version_counter=False,
     )
+    share_run_directory(context.directory)
     trainer = L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
