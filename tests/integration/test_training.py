@@ -201,3 +201,56 @@ def test_two_processes_with_ddp_share_one_run_directory_and_save_a_loadable_chec
     assert json.loads((run / "results.json").read_text())["rows"] == [row]
     model = esq.load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert model.hparams["quantizer"] == "vq" and model.bits_per_vector == 4.0
+
+
+def write_folder(root: Path, bad_label: int | None = None) -> Path:
+    """``root/images``, ``root/masks``: 6 images of two classes (a bright square on black)."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index in range(6):
+        mask = np.zeros((24, 24), dtype=np.uint8)
+        mask[4 + index : 14 + index, 6:16] = 1
+        if bad_label is not None and index == 4:
+            mask[0, 0] = bad_label
+        Image.fromarray(np.stack([mask * 200] * 3, axis=-1)).save(root / "images" / f"im{index}.png")
+        Image.fromarray(mask).save(root / "masks" / f"im{index}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--dataset", "folder", "--num-classes", "2"], "im4.png"),
+        (["--use_clearml"], "use_clearml: esq does not log to ClearML; --logger mlflow logs to MLflow"),
+        (["--quantizer_type", "vqq"], "unknown quantizer 'vqq' (did you mean 'vq'"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, options, message):
+    data = write_folder(tmp_path / "data", bad_label=7)
+    arguments = [*SMALL, "--data-path", str(data), *options]
+    result, _ = esq_run(tmp_path, "squeeze", *arguments, expect=1)
+    assert result.output.startswith("Error: ") and message in result.output
+    assert result.output.count("\n") == 1, result.output
+
+
+def test_a_folder_dataset_trains(tmp_path):
+    data = write_folder(tmp_path / "data")
+    result, run = esq_run(
+        tmp_path, "baseline", *SMALL, "--dataset", "folder", "--data-path", str(data), "--num-classes", "2"
+    )
+    assert json.loads(result.stdout)[0]["mean_iou"] >= 0.0
+    assert esq.load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["data"]["data_path"] == str(data)
+
+
+def test_mlflow_is_used_when_installed_and_asked_for(tmp_path):
+    try:
+        import mlflow  # noqa: F401
+    except ModuleNotFoundError:
+        result, _ = esq_run(tmp_path, "baseline", *SMALL, "--logger", "mlflow", expect=1)
+        assert "loggers: mlflow is not installed; pip install mlflow" in result.output
+    else:
+        _, run = esq_run(tmp_path, "baseline", *SMALL, "--logger", "mlflow", "--project-name", "trial")
+        assert (run / "logs" / "mlruns").is_dir()

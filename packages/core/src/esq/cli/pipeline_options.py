@@ -1,7 +1,7 @@
 """A pipeline's own command-line options, derived from its config dataclass.
 
 After the pipeline's name, every field ``some_name`` is ``--some-name VALUE`` (or
-``--some-name=VALUE``; values in TOML syntax, else text, as with ``--set``). A ``bool`` field is a
+``--some-name=VALUE``, or ``--some_name``; values in TOML syntax, else text, as with ``--set``). A ``bool`` field is a
 flag: ``--some-name`` sets it, ``--no-some-name`` clears it. A list field takes one item per use
 (repeat the option), or a whole list in one value. A field's metadata may add spellings:
 ``"option"`` names another option for it (``--model-path`` for ``model_paths``), and ``"negative"``
@@ -12,8 +12,9 @@ names a flag that sets a ``bool`` field false (``--skip-text-to-image``).
 ... class Config:
 ...     paths: list[str] = field(default_factory=list, metadata={"option": "path"})
 ...     plots: bool = True
->>> option_layers(Config, ["--path", "a", "--path=b", "--no-plots"], "demo")
-[('--path', {'paths': ['a', 'b']}), ('--no-plots', {'plots': False})]
+...     max_steps: int = 1
+>>> option_layers(Config, ["--path", "a", "--path=b", "--no-plots", "--max_steps", "3"], "demo")
+[('--path', {'paths': ['a', 'b']}), ('--no-plots', {'plots': False}), ('--max_steps', {'max_steps': 3})]
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def option_layers(config_type: type, args: list[str], pipeline: str) -> list[Lay
     while index < len(args):
         argument = args[index]
         name, equals, inline = argument.partition("=")
-        target = options.get(name)
+        # --some_option, as the scripts esq replaces spelled it, is --some-option
+        target = options.get(name) or options.get("--" + name[2:].replace("_", "-") if name.startswith("--") else name)
         if target is None:
             hint = did_you_mean(name, options) if name.startswith("--") else ""
             what = f"option {name!r}" if name.startswith("--") else f"argument {argument!r}"

@@ -56,6 +56,9 @@ class BaselineConfig(PipelineConfig):
     precision: str = "32-true"
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"], metadata={"option": "logger"})
     resume: str | None = field(default=None, metadata={"help": "a last.ckpt to continue training from"})
+    project_name: str = field(default="esq", metadata={"help": "MLflow experiment (with loggers = [..., 'mlflow'])"})
+    task_name: str = field(default="", metadata={"help": "MLflow run name; '' = the run directory's name"})
+    use_clearml: bool = field(default=False, metadata={"help": "not supported: use the mlflow logger"})
 
     def __post_init__(self) -> None:
         if self.experiment_name and not self.name:
@@ -69,6 +72,11 @@ class BaselineConfig(PipelineConfig):
             raise ValueError(f"num_workers must be at least 0, got {self.num_workers}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.use_clearml:
+            raise ValueError(
+                "use_clearml: esq does not log to ClearML; --logger mlflow logs to MLflow under project_name and "
+                "task_name (CSV and TensorBoard logs are always on by default)"
+            )
         unknown = [name for name in self.loggers if name not in LOGGERS]
         if unknown:
             raise ValueError(f"loggers: {unknown[0]!r} is not one of {', '.join(LOGGERS)}")

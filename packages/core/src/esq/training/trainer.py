@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from esq.errors import ConfigError
 from esq.results import Results, RunContext
 from esq.runner import share_run_directory
-from esq.segmentation_data import open_segmentation, segmentation_loader
+from esq.segmentation_data import check_masks, open_segmentation, segmentation_loader
 from esq.training.checkpoints import check_matches, read_checkpoint
 from esq.training.module import SegmentationModule
 
@@ -32,11 +32,11 @@ QUIET = ("lightning.pytorch", "lightning.fabric", "lightning")
 EXPECTED_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"The dirpath has changed from", r".*LeafSpec")
 
 
-def _loggers(names: list[str], folder: Path) -> list[Any]:
+def _loggers(config: Any, folder: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     loggers: list[Any] = []
-    for name in names:
+    for name in config.loggers:
         if name == "csv":
             loggers.append(CSVLogger(folder, name="csv", version=""))
         elif name == "tensorboard":
@@ -45,18 +45,29 @@ def _loggers(names: list[str], folder: Path) -> list[Any]:
             try:
                 from lightning.pytorch.loggers import MLFlowLogger
 
-                loggers.append(MLFlowLogger(experiment_name="esq", tracking_uri=f"file:{folder / 'mlruns'}"))
+                loggers.append(
+                    MLFlowLogger(
+                        experiment_name=config.project_name,
+                        run_name=config.task_name or folder.parent.name,
+                        tracking_uri=f"file:{folder / 'mlruns'}",
+                    )
+                )
             except ModuleNotFoundError:
                 raise ConfigError("loggers: mlflow is not installed; pip install mlflow, or drop it") from None
     return loggers
 
 
 def _data(config: Any) -> dict[str, Any]:
+    """The three splits; a folder's masks are all checked first (a bad label is one error naming
+    its file, not a crash inside a data-loading worker)."""
     settings = config.data_settings()
     sets = {
         split: open_segmentation(**settings, split=split, subset_size=config.subset_size)
         for split in ("train", "val", "test")
     }
+    if config.dataset == "folder":
+        for dataset in sets.values():
+            check_masks(dataset)
     return sets
 
 
@@ -116,7 +127,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         strategy=config.strategy,
         num_nodes=config.num_nodes,
         precision=config.precision,
-        logger=_loggers(config.loggers, context.path("logs")),
+        logger=_loggers(config, context.path("logs")),
         callbacks=[checkpoints],
         default_root_dir=context.directory,
         enable_progress_bar=context.show_progress and os.isatty(2),
