@@ -51,7 +51,7 @@ def plot_samples(
 
     colours = class_colours(len(class_names))
     rows = max(1, len(samples))
-    figure, axes = plt.subplots(rows, 4, figsize=(11, 2.8 * rows + 0.9), squeeze=False)
+    figure, axes = plt.subplots(rows, 4, figsize=(11, 3.0 * rows + 1.0), squeeze=False, layout="constrained")
     headers = ("image", "ground truth", "baseline", "quantized")
     for row, sample in zip(axes, samples, strict=False):
         panels = (
@@ -75,10 +75,8 @@ def plot_samples(
         for axis in axes.flat:
             axis.set_visible(False)
     handles = [Patch(color=colours[i], label=f"{i} {name}") for i, name in enumerate(class_names)]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=9, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=9, frameon=False)
     figure.suptitle(title, fontsize=11)
-    height = 2.8 * rows + 0.9
-    figure.tight_layout(rect=(0, 0.5 / height, 1, 1 - 0.45 / height))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
