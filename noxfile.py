@@ -81,8 +81,9 @@ def all_packages(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def example(session: nox.Session) -> None:
-    """The third-party example plugin: its own tests, and it shows up in esq list and runs."""
-    prepare(session, package_path("core"), EXAMPLE)
+    """The third-party example plugin: its own tests, and it shows up in esq list and runs in the
+    demo (which trains on esq-backbones' tiny CNN)."""
+    prepare(session, package_path("core"), package_path("plugins-backbones"), EXAMPLE)
     session.run("pytest", f"{EXAMPLE}/tests", "--doctest-modules", f"{EXAMPLE}/src", *session.posargs)
 
 

@@ -130,6 +130,38 @@ def tiny_backbone(weights: str = "none", channels: int = 4) -> Any:
     return Tiny()
 
 
+def tiny_segmenter(num_classes: int = 4, weights: str = "none", channels: int = 8) -> Any:
+    """A frozen conv trunk and a trainable 1×1 head: what the training pipelines need."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from esq import ConfigError
+
+    class TinySegmenter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            if weights != "none":
+                raise ConfigError("tiny_segmenter has no pretrained weights; use weights='none'")
+            self.options = {"weights": weights, "num_classes": num_classes, "channels": channels}
+            self.feature_dim, self.num_classes = channels, num_classes
+            self.network = nn.Sequential(nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.ReLU())
+            self.network.requires_grad_(False)
+            self.head = nn.Conv2d(channels, num_classes, 1)
+
+        def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+            return images.float() / 255 if images.dtype == torch.uint8 else images
+
+        def embed(self, images: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.network(images)
+
+        def classify(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            return F.interpolate(self.head(features), size=size, mode="bilinear", align_corners=False)
+
+    return TinySegmenter()
+
+
 class Noise:
     """Adds seeded Gaussian noise of std ``level`` (0-255 scale)."""
 
@@ -213,7 +245,10 @@ def esq_quantizers() -> list[QuantizerSpec]:
 
 @hookimpl
 def esq_backbones() -> list[BackboneSpec]:
-    return [BackboneSpec(name="tiny", factory=tiny_backbone, summary="One conv layer")]
+    return [
+        BackboneSpec(name="tiny", factory=tiny_backbone, summary="One conv layer"),
+        BackboneSpec(name="tiny_segmenter", factory=tiny_segmenter, summary="Frozen conv, trainable 1×1 head"),
+    ]
 
 
 @hookimpl

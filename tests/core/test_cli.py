@@ -30,7 +30,7 @@ def test_plugins_json_lists_name_version_status_hooks_and_components():
     assert "esq_pipelines" in fake["hooks"] and "esq_metrics" in fake["hooks"]
     core = next(row for row in rows if row["name"] == "esq")
     assert core["distribution"] == "esq-core" and core["provides"] == {
-        "pipelines": ["demo", "degradation", "squeeze", "baseline", "visualize"]
+        "pipelines": ["demo", "degradation", "squeeze", "baseline", "visualize", "similarity"]
     }
 
 
@@ -158,13 +158,31 @@ BAD_INPUT = [
     (["run", "echo", "--plugin", FAKE, "--set", "rows=many"], "--set rows: expected int, got 'many'"),
     (["run", "echo", "--plugin", "missing_dir/plugin.py"], "--plugin missing_dir/plugin.py: no such file"),
     (["list", "--plugin", "no:esq"], "core cannot be blocked"),
-    (["run", "demo", "--plugin", FAKE, "--set", "quantizers=roundng"], "unknown quantizer 'roundng' (did you mean"),
-    (["run", "demo", "--plugin", FAKE, "--set", "metrics=[1]"], "--set metrics[0]: expected str, got 1"),
     (
-        ["run", "demo", "--plugin", FAKE, "--set", "quantizer_options.rounding.levls=3"],
+        ["run", "demo", "--backbone", "tiny_segmenter", "--plugin", FAKE, "--set", "quantizers=roundng"],
+        "unknown quantizer 'roundng' (did you mean",
+    ),
+    (
+        ["run", "demo", "--backbone", "tiny_segmenter", "--plugin", FAKE, "--set", "metrics=[1]"],
+        "--set metrics[0]: expected str, got 1",
+    ),
+    (
+        [
+            "run",
+            "demo",
+            "--backbone",
+            "tiny_segmenter",
+            "--plugin",
+            FAKE,
+            "--set",
+            "quantizer_options.rounding.levls=3",
+        ],
         "quantizer_options.rounding: quantizer 'rounding' has no option 'levls' (did you mean 'levels'?)",
     ),
-    (["run", "demo", "--plugin", FAKE, "--set", "samples=1"], "samples must be at least 2, got 1"),
+    (
+        ["run", "demo", "--backbone", "tiny_segmenter", "--plugin", FAKE, "--set", "epochs=0"],
+        "epochs must be at least 1, got 0",
+    ),
     (["run", "echo", "--plugin", FAKE, "--seed", "-1"], "seed -1 must be between 0 and 2**32 - 1"),
     (["run", "echo", "--plugin", FAKE, "--set", "name=a b/c"], "name 'a b/c' may hold only letters"),
     (["run", "echo", "--lable", "y", "--plugin", FAKE], "unknown option '--lable' (did you mean '--label'"),

@@ -134,6 +134,14 @@ def test_a_nan_loss_stops_with_the_step_and_the_cause(trained):
         model.training_step((images, batch[1]), 0)
 
 
+def test_a_relative_output_dir_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(make_cli(), ["run", "baseline", *SMALL, "--output-dir", "runs", "--json"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs" / "baseline").iterdir()
+    assert json.loads((run / "results.json").read_text())["summary"]["best_checkpoint"] == "checkpoints/best.ckpt"
+
+
 def test_an_empty_split_is_one_line(tmp_path):
     result, _ = esq_run(tmp_path, "baseline", "--synthetic-size", "2", "--epochs", "1", expect=1)
     assert result.output.startswith("Error: ") and "Traceback" not in result.output

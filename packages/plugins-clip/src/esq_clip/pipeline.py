@@ -129,7 +129,7 @@ def squeeze(config: RetrievalConfig, gallery: Any, *others: Any) -> tuple[list[A
     import torch
 
     from esq import registry
-    from esq.pipelines.demo import fit_quantizer
+    from esq.training.fitting import fit_quantizer
 
     quantizer = registry("quantizers").create(config.quantizer, input_dim=gallery.shape[1], **config.quantizer_options)
     fit_quantizer(quantizer, gallery.unsqueeze(0), config.quantizer_steps, config.learning_rate)

@@ -1,5 +1,6 @@
-"""esq-metrics: distribution metrics (``fid``, ``kid``, ``cmmd``, ``gmm_mahalanobis``,
-``gmm_nll``, ``kde_nll``) and graded image degradations for esq.
+"""esq-metrics: similarity metrics between paired features (``cka``, ``pwcca``), distribution
+metrics (``fid``, ``kid``, ``cmmd``, ``gmm_mahalanobis``, ``gmm_nll``, ``kde_nll``) and graded
+image degradations for esq.
 
 The plain functions (``esq_metrics.fid(reference, other)`` returns a float) load on first use,
 so importing the plugin (``esq list``) imports neither torch nor scikit-learn.
@@ -9,6 +10,8 @@ import importlib
 from typing import Any
 
 _FUNCTIONS = {
+    "cka": "similarity_feature",
+    "pwcca": "similarity_feature",
     "fid": "distribution",
     "kid": "distribution",
     "cmmd": "distribution",

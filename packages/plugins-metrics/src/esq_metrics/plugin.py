@@ -5,6 +5,20 @@ from __future__ import annotations
 from esq import DegradationSpec, MetricSpec, hookimpl, lazy
 
 INF = float("inf")
+SIMILARITY_METRICS = [
+    (
+        "cka",
+        "similarity_feature:CKA",
+        "Centered kernel alignment, linear (or RBF, debiased), in feature space",
+        (-1.0, 1.0),
+    ),
+    (
+        "pwcca",
+        "similarity_feature:PWCCA",
+        "Projection-weighted CCA, as Google's SVCCA reference computes it",
+        (0.0, 1.0),
+    ),
+]
 DISTRIBUTION_METRICS = [
     ("fid", "distribution:FID", "Fréchet distance between Gaussian fits (symmetric eigen square root)", (0.0, INF)),
     (
@@ -52,7 +66,18 @@ DEGRADATIONS = [
 
 @hookimpl
 def esq_metrics() -> list[MetricSpec]:
-    return [
+    similarity = [
+        MetricSpec(
+            name=name,
+            factory=lazy(f"esq_metrics.{target}"),
+            summary=summary,
+            kind="similarity",
+            higher_is_better=True,
+            range=value_range,
+        )
+        for name, target, summary, value_range in SIMILARITY_METRICS
+    ]
+    return similarity + [
         MetricSpec(
             name=name,
             factory=lazy(f"esq_metrics.{target}"),

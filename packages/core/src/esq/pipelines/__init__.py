@@ -8,14 +8,14 @@ from esq.specs import PipelineSpec
 
 @hookimpl
 def esq_pipelines() -> list[PipelineSpec]:
-    from esq.pipelines import degradation, demo, squeeze, visualize
+    from esq.pipelines import degradation, demo, similarity, squeeze, visualize
 
     return [
         PipelineSpec(
             name="demo",
             config=demo.DemoConfig,
             run=demo.run,
-            summary="Squeeze synthetic embeddings through the installed quantizers; score with similarity metrics",
+            summary="The default job: baseline and quantizers trained on synthetic shapes; IoU, bits, similarity",
         ),
         PipelineSpec(
             name="degradation",
@@ -40,5 +40,11 @@ def esq_pipelines() -> list[PipelineSpec]:
             config=visualize.VisualizeConfig,
             run=visualize.run,
             summary="Best and worst samples of a quantized model against its baseline (per-sample IoU)",
+        ),
+        PipelineSpec(
+            name="similarity",
+            config=similarity.SimilarityConfig,
+            run=similarity.run,
+            summary="Similarity metrics between original and quantized features, per checkpoint or two files",
         ),
     ]

@@ -1,9 +1,13 @@
-"""``esq run demo``: every installed quantizer on synthetic embeddings, scored by every
-installed similarity metric, offline and in seconds.
+"""``esq run demo``, the default job: what squeezing a backbone's features costs, end to end,
+offline, in a couple of minutes.
 
-The embeddings are a seeded Gaussian mixture (``clusters`` centres in ``feature_dim``
-dimensions). Each quantizer is fitted for ``steps`` Adam steps on its own loss plus the
-reconstruction error, then the original and the quantized embeddings are compared.
+On the built-in synthetic segmentation set (shapes on textured backgrounds) and a tiny backbone
+(``tiny_cnn`` from esq-backbones), it trains the baseline head and, for each quantizer (``vq``,
+``fsq``, ``lfq``, ``rvq`` by default), a quantizer with its head, each for ``epochs`` epochs; then
+scores each on the test split: mean IoU, bits per vector, compression ratio, and every installed
+similarity metric between the original and the quantized features (``tokens_per_image`` feature
+positions per test image). One table, ``results.csv``, ``metrics.png``; each model's checkpoints
+and logs in its own folder (``baseline/``, ``vq/``...).
 """
 
 from __future__ import annotations
@@ -16,35 +20,58 @@ from esq.errors import ConfigError
 from esq.registry import check_options
 from esq.results import Results, RunContext
 
+DEFAULT_QUANTIZERS = ("vq", "fsq", "lfq", "rvq")
+# small codebooks for a 32-d tiny backbone: bits per vector from 6 to 12
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "vq": {"codebook_size": 64, "bottleneck_dim": 16},
+    "fsq": {"levels": [8, 5, 5], "bottleneck_dim": 16},
+    "lfq": {"codebook_size": 64, "bottleneck_dim": 16},
+    "rvq": {"num_quantizers": 2, "codebook_size": 64, "bottleneck_dim": 16},
+}
+SCORES = ("mean_iou", "bits_per_vector", "compression_ratio")
+
 
 @dataclass
 class DemoConfig(PipelineConfig):
     """Options of ``esq run demo``."""
 
-    samples: int = field(default=512, metadata={"help": "embeddings to generate"})
-    feature_dim: int = field(default=64, metadata={"help": "their dimension (the quantizers' input_dim)"})
-    clusters: int = field(default=8, metadata={"help": "Gaussian mixture components"})
-    steps: int = field(default=100, metadata={"help": "Adam steps fitting each quantizer"})
-    learning_rate: float = 1e-3
-    quantizers: list[str] | None = field(default=None, metadata={"help": "names; None: every installed one"})
-    metrics: list[str] | None = field(default=None, metadata={"help": "names; None: every similarity metric"})
+    backbone: str = field(default="tiny_cnn", metadata={"help": "a segmentation backbone"})
+    quantizers: list[str] | None = field(
+        default=None, metadata={"help": "None: vq, fsq, lfq, rvq (those installed), else every installed one"}
+    )
+    metrics: list[str] | None = field(default=None, metadata={"help": "None: every similarity metric"})
     quantizer_options: dict[str, dict[str, Any]] = field(
         default_factory=dict, metadata={"help": "per quantizer, e.g. --set quantizer_options.vq.codebook_size=256"}
     )
+    epochs: int = 4
+    lr: float = 3e-3
+    batch_size: int = 8
+    synthetic_size: int = field(default=96, metadata={"help": "images in the synthetic set (80% train)"})
+    image_size: int = 64
+    tokens_per_image: int = field(default=32, metadata={"help": "feature positions per test image for the metrics"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for option, least in (("samples", 2), ("feature_dim", 1), ("clusters", 1), ("steps", 0)):
+        for option, least in (("epochs", 1), ("batch_size", 2), ("synthetic_size", 10), ("tokens_per_image", 1)):
             if getattr(self, option) < least:
                 raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
         _check_components(self)
 
 
 def quantizer_names(config: DemoConfig) -> list[str]:
-    """The quantizers the demo runs: those named, or every installed one."""
+    """The quantizers the demo trains: those named, the default four where installed, or every
+    installed one (but ``none``: the baseline is trained anyway)."""
     from esq import registry
 
-    return config.quantizers if config.quantizers is not None else registry("quantizers").names()
+    if config.quantizers is not None:
+        return config.quantizers
+    installed = [name for name in registry("quantizers").names() if name != "none"]
+    defaults = [name for name in DEFAULT_QUANTIZERS if name in installed]
+    return defaults or installed
+
+
+def quantizer_options(config: DemoConfig, name: str) -> dict[str, Any]:
+    return config.quantizer_options.get(name, DEFAULT_OPTIONS.get(name, {}))
 
 
 def metric_names(config: DemoConfig) -> list[str]:
@@ -60,8 +87,9 @@ def _check_components(config: DemoConfig) -> None:
     """Component names and options are checked while the config is built, before a run starts."""
     from esq import registry
 
-    quantizers, metrics = registry("quantizers"), registry("metrics")
+    backbones, quantizers, metrics = registry("backbones"), registry("quantizers"), registry("metrics")
     needs = (
+        ("segmentation backbone", "esq-backbones", [config.backbone] if config.backbone in backbones.names() else []),
         ("quantizer", "esq-quantizers", quantizer_names(config)),
         ("similarity metric", "esq-metrics", metric_names(config)),
     )
@@ -74,65 +102,63 @@ def _check_components(config: DemoConfig) -> None:
     for name in metric_names(config):
         metrics.spec(name)
     for name in [*quantizer_names(config), *config.quantizer_options]:
-        options = {"input_dim": config.feature_dim, **config.quantizer_options.get(name, {})}
+        options = {"input_dim": 1, **quantizer_options(config, name)}
         check_options(f"quantizer_options.{name}: quantizer {name!r}", quantizers.spec(name).builder(), options)
 
 
-def synthetic_embeddings(samples: int, feature_dim: int, clusters: int, seed: int) -> Any:
-    """A seeded Gaussian mixture, ``samples × feature_dim``, float32 (a NumPy array)."""
-    import numpy as np
+def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) -> tuple[dict[str, Any], Any]:
+    """Train one model in ``<run>/<label>/``; its test row and the best checkpoint's model."""
+    from esq.pipelines.squeeze import BaselineConfig
+    from esq.training.checkpoints import load_checkpoint
+    from esq.training.trainer import train
 
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(clusters, feature_dim))
-    labels = rng.integers(clusters, size=samples)
-    return (centres[labels] + 0.3 * rng.normal(size=(samples, feature_dim))).astype(np.float32)
-
-
-def fit_quantizer(quantizer: Any, features: Any, steps: int, learning_rate: float) -> None:
-    """``steps`` Adam steps on the quantizer's own loss plus the reconstruction error of
-    ``features``; the quantizer is left in eval mode."""
-    import torch
-
-    parameters = [p for p in quantizer.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(parameters, lr=learning_rate) if parameters else None
-    quantizer.train()
-    for _ in range(steps):
-        output = quantizer(features)
-        loss = output.loss + torch.nn.functional.mse_loss(output.quantized, features)
-        if optimiser is not None and loss.requires_grad:
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    quantizer.eval()
+    settings = BaselineConfig(
+        seed=config.seed,
+        model=config.backbone,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        synthetic_size=config.synthetic_size,
+        image_size=config.image_size,
+        loggers=["csv"],
+    )
+    folder = context.path(label)
+    folder.mkdir()
+    options = quantizer_options(config, quantizer) if quantizer != "none" else {}
+    results = train(settings, RunContext(folder, context.log, context.show_progress), quantizer, options)
+    return results.rows[0], load_checkpoint(folder / results.summary["best_checkpoint"])
 
 
 def run(config: DemoConfig, context: RunContext) -> Results:
-    import numpy as np
-    import torch
-
     from esq import registry
+    from esq.pipelines.similarity_features import checkpoint_features
+    from esq.pipelines.similarity_scoring import plot_metrics
+    from esq.segmentation_data import open_segmentation
 
-    quantizers, metrics = registry("quantizers"), registry("metrics")
-    features = synthetic_embeddings(config.samples, config.feature_dim, config.clusters, config.seed)
-    tokens = torch.from_numpy(features).unsqueeze(0)
-    scorers = {name: metrics.create(name) for name in metric_names(config)}
-    rows = []
-    for name in context.progress(quantizer_names(config), "quantizers"):
-        options = {"input_dim": config.feature_dim, **config.quantizer_options.get(name, {})}
-        quantizer = quantizers.create(name, **options)
-        fit_quantizer(quantizer, tokens, config.steps, config.learning_rate)
-        with torch.no_grad():
-            squeezed = quantizer(tokens).quantized.squeeze(0).double().numpy()
-        context.log.info("quantizer %s: %s bits per vector", name, quantizer.bits_per_vector)
-        for metric_name, scorer in scorers.items():
-            rows.append(
-                {
-                    "quantizer": name,
-                    "metric": metric_name,
-                    "value": scorer(features.astype(np.float64), squeezed).value,
-                    "higher_is_better": metrics.spec(metric_name).higher_is_better,
-                    "bits_per_vector": float(quantizer.bits_per_vector),
-                    "compression_ratio": float(quantizer.compression_ratio(config.feature_dim)),
-                }
-            )
-    return Results(rows=rows, summary={"samples": config.samples, "feature_dim": config.feature_dim})
+    metrics = {name: registry("metrics").create(name) for name in metric_names(config)}
+    rows, table = [], []
+    for quantizer in context.progress(["none", *quantizer_names(config)], "models"):
+        label = "baseline" if quantizer == "none" else quantizer
+        row, model = _train(config, context, label, quantizer)
+        test_set = open_segmentation(**{k: v for k, v in model.hparams["data"].items() if k != "split"}, split="test")
+        x, y = checkpoint_features(
+            model,
+            test_set,
+            context,
+            pooling="tokens",
+            tokens_per_image=config.tokens_per_image,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        wide = {"model": label, **{name: row[name] for name in SCORES}}
+        for name in SCORES:
+            rows.append({"model": label, "metric": name, "value": row[name]})
+        for name, metric in metrics.items():
+            wide[name] = float(metric(x, y).value)
+            rows.append({"model": label, "metric": name, "value": wide[name]})
+        context.log.info("%s: mean IoU %.3f, %.1f bits per vector", label, row["mean_iou"], row["bits_per_vector"])
+        table.append(wide)
+    shown = [row for row in rows if row["metric"] not in ("bits_per_vector", "compression_ratio")]
+    plot_metrics(context.path("metrics.png"), shown, f"esq run demo: {config.backbone} on synthetic shapes, test split")
+    summary = {"backbone": config.backbone, "epochs": config.epochs, "test_rows_for_metrics": len(x)}
+    return Results(rows=rows, summary=summary, table=table)

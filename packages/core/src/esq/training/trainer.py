@@ -159,7 +159,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         "compression_ratio": module.compression_ratio,
     }
     summary = {
-        "best_checkpoint": str(Path(best).relative_to(context.directory)) if best else None,
+        "best_checkpoint": str(Path(best).resolve().relative_to(context.directory.resolve())) if best else None,
         "last_checkpoint": "checkpoints/last.ckpt",
         "best_val_mean_iou": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "epochs": trainer.current_epoch,
