@@ -1,4 +1,5 @@
-"""esq-metrics: similarity metrics between paired features (``cka``, ``pwcca``), distribution
+"""esq-metrics: similarity metrics between paired features (``cka``, ``pwcca``, ``geometry``, ``rsa``,
+``relational``, ``jaccard_knn``), distribution
 metrics (``fid``, ``kid``, ``cmmd``, ``gmm_mahalanobis``, ``gmm_nll``, ``kde_nll``) and graded
 image degradations for esq.
 
@@ -12,6 +13,10 @@ from typing import Any
 _FUNCTIONS = {
     "cka": "similarity_feature",
     "pwcca": "similarity_feature",
+    "geometry": "similarity_pairwise",
+    "rsa": "similarity_pairwise",
+    "relational": "similarity_pairwise",
+    "jaccard_knn": "similarity_pairwise",
     "fid": "distribution",
     "kid": "distribution",
     "cmmd": "distribution",
