@@ -91,8 +91,7 @@ def example(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """What `make demo` runs, in a clean environment with every package installed."""
     prepare(session, *map(package_path, PACKAGES), tools=())
-    session.run("esq", "plugins")
-    session.run("esq", "list")
+    session.run("esq", "run", "demo", "--output-dir", session.create_tmp())
 
 
 @nox.session(python=PYTHON)
