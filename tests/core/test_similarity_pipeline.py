@@ -97,7 +97,7 @@ def test_two_feature_files_with_bootstrap_intervals(tmp_path, suffix):
     [
         (["--features-a", "missing.npy", "--features-b", "missing.npy"], "features_a missing.npy: no such file"),
         (["--features-a", "a.npy"], "features_a and features_b go together"),
-        ([], "give checkpoints_dir, or features_a and features_b"),
+        ([], "give one of checkpoints_dir, features_a and features_b, or results"),
         (["--checkpoints-dir", "nowhere"], "checkpoints_dir nowhere: no such folder"),
         (["--features-a", "a.txt", "--features-b", "a.txt"], "unknown format"),
     ],
@@ -107,3 +107,22 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, options, message):
     (tmp_path / "a.txt").write_text("1 2 3")
     result = esq(tmp_path, "run", "similarity", *options, "--metrics", "mean_distance", expect=1)
     assert result.output.startswith("Error: ") and message in result.output and result.output.count("\n") == 1
+
+
+def test_a_previous_json_is_drawn_and_tabulated_again(tmp_path):
+    previous = tmp_path / "old.json"
+    previous.write_text(json.dumps({"vq": {"cka": 0.9, "rsa": 0.8}, "fsq": {"cka": 0.95, "rsa": 0.85}}))
+    result = esq(tmp_path, "run", "similarity", "--results", str(previous), "--visualize", "plots.png", "--json")
+    assert {(row["model"], row["metric"], row["value"]) for row in json.loads(result.stdout)} == {
+        ("vq", "cka", 0.9),
+        ("vq", "rsa", 0.8),
+        ("fsq", "cka", 0.95),
+        ("fsq", "rsa", 0.85),
+    }
+    assert (last_run(tmp_path, "similarity") / "plots.png").is_file()
+
+
+def test_the_previous_metrics_spelling_takes_several_values(checkpoints, tmp_path):
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "mean_shift", "--json"]
+    result = esq(tmp_path, "run", "similarity", *options, expect=1)
+    assert "metrics: 'mean_shift' is a distribution metric, not a similarity metric" in result.output

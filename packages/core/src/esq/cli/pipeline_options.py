@@ -2,8 +2,9 @@
 
 After the pipeline's name, every field ``some_name`` is ``--some-name VALUE`` (or
 ``--some-name=VALUE``, or ``--some_name``; values in TOML syntax, else text, as with ``--set``). A ``bool`` field is a
-flag: ``--some-name`` sets it, ``--no-some-name`` clears it. A list field takes one item per use
-(repeat the option), or a whole list in one value. A field's metadata may add spellings:
+flag: ``--some-name`` sets it, ``--no-some-name`` clears it. A list field takes the values up to
+the next option (``--metrics cka rsa``), repeated uses add to them, and a TOML list counts as
+its items. A field's metadata may add spellings:
 ``"option"`` names another option for it (``--model-path`` for ``model_paths``), and ``"negative"``
 names a flag that sets a ``bool`` field false (``--skip-text-to-image``).
 
@@ -15,6 +16,8 @@ names a flag that sets a ``bool`` field false (``--skip-text-to-image``).
 ...     max_steps: int = 1
 >>> option_layers(Config, ["--path", "a", "--path=b", "--no-plots", "--max_steps", "3"], "demo")
 [('--path', {'paths': ['a', 'b']}), ('--no-plots', {'plots': False}), ('--max_steps', {'max_steps': 3})]
+>>> option_layers(Config, ["--path", "a", "b", "--path", "c"], "demo")
+[('--path', {'paths': ['a', 'b', 'c']})]
 """
 
 from __future__ import annotations
@@ -102,16 +105,24 @@ def option_layers(config_type: type, args: list[str], pipeline: str) -> list[Lay
             layers[target.field] = (name, {target.field: target.flag_value})
             index += 1
             continue
-        if not equals:
+        if equals:
+            texts = [inline]
+        else:
             if index + 1 >= len(args):
                 raise ConfigError(f"{name} needs a value")
-            inline = args[index + 1]
-            index += 1
+            # a list option takes every value up to the next option (--metrics cka rsa), as argparse's nargs="+"
+            end = index + 2
+            while target.kind == "item" and end < len(args) and not args[end].startswith("--"):
+                end += 1
+            texts = args[index + 1 : end]
+            index = end - 1
         index += 1
-        value = inline if target.text else parse_value(inline)
+        values = [text if target.text else parse_value(text) for text in texts]
         if target.kind == "item":
             previous = layers.get(target.field, (name, {target.field: []}))[1][target.field]
             items = previous if isinstance(previous, list) else []
-            value = items + (value if isinstance(value, list) else [value])
+            value: Any = items + [item for v in values for item in (v if isinstance(v, list) else [v])]
+        else:
+            value = values[0]
         layers[target.field] = (name, {target.field: value})
     return list(layers.values())

@@ -39,23 +39,31 @@ class SimilarityConfig(PipelineConfig):
     bootstrap: int = field(default=0, metadata={"help": "bootstrap replicates for confidence intervals; 0: none"})
     confidence: float = 0.95
     output: str = field(default="similarity.json", metadata={"help": "the previous tool's {model: {metric: value}}"})
+    visualize: str = field(default="metrics.png", metadata={"help": "the bar chart's file name"})
+    results: str | None = field(
+        default=None, metadata={"help": "only draw and tabulate a previous similarity.json (no features)"}
+    )
+    device: str = field(default="cpu", metadata={"help": "where checkpoints extract features: cpu, cuda, cuda:1..."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         from esq.pipelines.squeeze import MODEL_ALIASES
 
         files = (self.features_a, self.features_b)
-        if (self.checkpoints_dir is None) == all(path is None for path in files):
-            raise ValueError("give checkpoints_dir, or features_a and features_b (one of the two)")
-        if self.checkpoints_dir is None and None in files:
+        sources = [self.checkpoints_dir is not None, any(path is not None for path in files), self.results is not None]
+        if sum(sources) != 1:
+            raise ValueError("give one of checkpoints_dir, features_a and features_b, or results")
+        if any(path is not None for path in files) and None in files:
             raise ValueError("features_a and features_b go together: give both files")
         for option, least in (("tokens_per_image", 1), ("batch_size", 1), ("bootstrap", 0)):
             if getattr(self, option) < least:
                 raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
-        if "/" in self.output or not self.output.endswith(".json"):
-            raise ValueError(f"output {self.output!r}: a file name ending in .json (written in the run directory)")
+        for option, suffix in (("output", ".json"), ("visualize", ".png")):
+            name = getattr(self, option)
+            if "/" in name or not name.endswith(suffix):
+                raise ValueError(f"{option} {name!r}: a file name ending in {suffix} (written in the run directory)")
         if self.backbone is not None:
             self.backbone = MODEL_ALIASES.get(self.backbone, self.backbone)
         self.metric_names()
@@ -100,7 +108,7 @@ def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
 
     taken: set[str] = set()
     for path in checkpoint_files(config.checkpoints_dir):
-        model = load_checkpoint(path, **({"backbone": config.backbone} if config.backbone else {}))
+        model = load_checkpoint(path, **({"backbone": config.backbone} if config.backbone else {})).to(config.device)
         settings = {key: value for key, value in model.hparams["data"].items() if key != "split"}
         settings.update(
             {key: value for key, value in (("dataset", config.dataset), ("data_path", config.data_dir)) if value}
@@ -133,11 +141,36 @@ def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
         yield name, x, y, {**facts, "bits_per_vector": model.bits_per_vector}
 
 
+def _replot(config: SimilarityConfig, context: RunContext) -> Results:
+    """The table and chart of a previous ``similarity.json`` (the previous ``visualize`` command)."""
+    import json
+
+    from esq.errors import DataError
+    from esq.pipelines.similarity_scoring import plot_metrics
+
+    try:
+        document = json.loads(open(config.results, encoding="utf-8").read())
+    except (OSError, ValueError) as error:
+        raise DataError(f"results {config.results}: cannot read it as JSON ({error})") from None
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise DataError(f"results {config.results}: expected {{model: {{metric: value}}}}, as similarity.json holds")
+    rows = [
+        {"model": model, "metric": metric, "value": value, "ci_low": None, "ci_high": None}
+        for model, values in document.items()
+        for metric, value in values.items()
+    ]
+    plot_metrics(context.path(config.visualize), rows, f"similarity from {config.results}")
+    table = [{"model": model, **values} for model, values in document.items()]
+    return Results(rows=rows, summary={"results": config.results}, table=table)
+
+
 def run(config: SimilarityConfig, context: RunContext) -> Results:
     from esq import registry
     from esq.files import to_json, write_atomic
     from esq.pipelines.similarity_scoring import plot_metrics, score
 
+    if config.results is not None:
+        return _replot(config, context)
     metrics = {
         name: registry("metrics").create(name, **config.metric_options.get(name, {})) for name in config.metric_names()
     }
@@ -161,5 +194,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
             models[name].setdefault("details", {})[metric_name] = found["details"]
         table.append(wide)
     write_atomic(context.path(config.output), to_json(previous) + "\n")
-    plot_metrics(context.path("metrics.png"), rows, f"similarity of original and quantized features ({config.split})")
+    plot_metrics(
+        context.path(config.visualize), rows, f"similarity of original and quantized features ({config.split})"
+    )
     return Results(rows=rows, summary={"models": models, "output": config.output}, table=table)

@@ -93,7 +93,7 @@ def pool_pair(original: Any, squeezed: Any, pooling: str, tokens_per_image: int,
     positions = original.shape[2] * original.shape[3]
     taken = min(tokens_per_image, positions)
     chosen = torch.stack([torch.randperm(positions, generator=generator)[:taken] for _ in range(count)])
-    index = chosen.unsqueeze(1).expand(count, channels, taken)
+    index = chosen.to(original.device).unsqueeze(1).expand(count, channels, taken)
 
     def gather(maps: Any) -> Any:
         return maps.flatten(2).gather(2, index).transpose(1, 2).reshape(count * taken, channels)
@@ -113,11 +113,12 @@ def checkpoint_features(
     loader = segmentation_loader(dataset, batch_size, shuffle=False)
     originals, squeezed = [], []
     backbone = model.model.backbone
+    device = next(model.parameters()).device
     with torch.no_grad():
         for images, _ in context.progress(loader, "features", total=len(loader)):
-            features = backbone.embed(backbone.preprocess(images))
+            features = backbone.embed(backbone.preprocess(images).to(device))
             quantized, _ = model.model.squeezed(features)
             pair = pool_pair(features.float(), quantized.float(), pooling, tokens_per_image, generator)
-            originals.append(pair[0])
-            squeezed.append(pair[1])
+            originals.append(pair[0].cpu())
+            squeezed.append(pair[1].cpu())
     return torch.cat(originals).numpy(), torch.cat(squeezed).numpy()
