@@ -23,6 +23,7 @@ _FUNCTIONS = {
     "gmm_mahalanobis": "density",
     "gmm_nll": "density",
     "kde_nll": "density",
+    "topological_geometry_score": "topological",
 }
 __all__ = sorted(_FUNCTIONS)
 

@@ -41,6 +41,12 @@ DISTRIBUTION_METRICS = [
     ),
     ("gmm_nll", "density:GMMNLL", "Mean negative log-likelihood under a GMM fitted on the reference", (-INF, INF)),
     (
+        "topological_geometry_score",
+        "topological:TopologicalGeometryScore",
+        "Geometry Score (Khrulkov & Oseledets): mean relative living times of H1, witness complexes (extra: topology)",
+        (0.0, 2.0),
+    ),
+    (
         "kde_nll",
         "density:KDENLL",
         "Mean negative log-likelihood under a Gaussian KDE fitted on the reference",
