@@ -238,6 +238,18 @@ def test_knn_ties_go_to_the_smaller_index_on_duplicated_rows():
     assert np.array_equal(nearest_neighbours("jaccard_knn", "x", x, 4, 0.001), neighbours)
 
 
+def test_the_float32_screen_keeps_exact_order_below_float32_resolution():
+    # copies of rows 0..59 perturbed by 1e-5: cosine differences of ~1e-11, far below float32's
+    # resolution and far above float64's, so the screen must defer to the float64 scores
+    generator = np.random.default_rng(28)  # not features' stream: a perturbation, not a rescaling
+    base = features(60, 8, seed=27)
+    x = np.concatenate([base, base + 1e-5 * generator.normal(size=base.shape), base[:30], np.round(base, 0)])
+    x = np.concatenate([x, base[:1] + 1e-5 * generator.normal(size=(40, 8))])  # 41 near-ties with row 0
+    for k in (1, 5, 12):
+        assert np.array_equal(nearest_neighbours("jaccard_knn", "x", x, k, 512.0), neighbours_reference(x, k))
+        assert np.array_equal(nearest_neighbours("jaccard_knn", "x", x, k, 0.01), neighbours_reference(x, k))
+
+
 def test_jaccard_knn_matches_the_reference_on_duplicated_quantised_rows():
     x = np.round(features(50, 3, seed=18), 1)
     x = np.concatenate([x, x[:15], x[:5]])

@@ -144,9 +144,11 @@ def _pair_values(features: np.ndarray, kind: str, rows_per_block: int) -> np.nda
 
 def _monotone_keys(values: np.ndarray) -> np.ndarray:
     """uint64 keys in the order of the float64 ``values`` (−0.0 as 0.0): equal exactly where they are."""
-    bits = (values + 0.0).view(np.uint64)
-    negative = (bits >> np.uint64(63)).astype(bool)
-    return np.where(negative, ~bits, bits | np.uint64(1 << 63))
+    keys = (values + 0.0).view(np.uint64)
+    negative = keys >= np.uint64(1 << 63)
+    np.invert(keys, out=keys, where=negative)
+    np.bitwise_or(keys, np.uint64(1 << 63), out=keys, where=~negative)
+    return keys
 
 
 def stable_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,13 +177,16 @@ def stable_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     high_shift = np.uint64(64 - index_bits)
     keys = _monotone_keys(values)
     positions = np.arange(n, dtype=np.uint64)
-    packed = (keys << shift) | positions  # the low 64 − b bits of the value, then the position
+    packed = keys << shift  # the low 64 − b bits of the value, then the position
+    packed |= positions
     packed.sort()
     first_pass = (packed & mask).astype(np.uint32)
     low = packed >> shift
     high = keys >> high_shift
     del keys
-    packed = (high[first_pass] << shift) | positions  # the high b bits, then the first pass's place
+    packed = high[first_pass]  # the high b bits, then the first pass's place
+    packed <<= shift
+    packed |= positions
     del high, positions
     packed.sort()
     second_pass = (packed & mask).astype(np.uint32)
