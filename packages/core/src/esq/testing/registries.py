@@ -14,7 +14,7 @@ def registry_of(kind: str, *plugins: object) -> Registry:
 
     >>> from esq import pipelines
     >>> registry_of("pipelines", pipelines).names()
-    ['degradation', 'demo']
+    ['baseline', 'degradation', 'demo', 'similarity', 'squeeze', 'visualize']
     """
     manager = new_manager()
     infos = [
