@@ -18,6 +18,15 @@ SIMILARITY_METRICS = [
         "Projection-weighted CCA, as Google's SVCCA reference computes it",
         (0.0, 1.0),
     ),
+    ("geometry", "similarity_pairwise:Geometry", "Spearman correlation of the same pairs' distances", (-1.0, 1.0)),
+    ("rsa", "similarity_pairwise:RSA", "Spearman correlation of the RDMs (1 − Pearson between samples)", (-1.0, 1.0)),
+    (
+        "relational",
+        "similarity_pairwise:Relational",
+        "RKD distance relation: Pearson of mean-normalised pairwise distances",
+        (-1.0, 1.0),
+    ),
+    ("jaccard_knn", "similarity_pairwise:JaccardKNN", "Mean Jaccard index of the k-NN sets (cosine, k 10)", (0.0, 1.0)),
 ]
 DISTRIBUTION_METRICS = [
     ("fid", "distribution:FID", "Fréchet distance between Gaussian fits (symmetric eigen square root)", (0.0, INF)),
