@@ -90,6 +90,8 @@ def test_two_feature_files_with_bootstrap_intervals(tmp_path, suffix):
     expected = -float(np.linalg.norm(a.astype(np.float64) - b, axis=1).mean())
     assert row["value"] == pytest.approx(expected, rel=1e-6)
     assert row["ci_low"] < row["value"] < row["ci_high"]
+    table = esq(tmp_path, "run", "similarity", *files, "--metrics", "mean_distance", "--bootstrap", "50").stdout
+    assert f"{row['value']:.4g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]" in table
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,11 @@ class SimilarityConfig(PipelineConfig):
         return list(self.metrics)
 
 
+def _with_interval(found: dict[str, Any]) -> str:
+    """``0.8899 [0.871, 0.905]``: a value and its bootstrap interval, for the table."""
+    return f"{found['value']:.4g} [{found['ci_low']:.3g}, {found['ci_high']:.3g}]"
+
+
 def _split(settings: dict[str, Any], split: str) -> Any:
     import torch.utils.data
 
@@ -182,7 +187,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
         for metric_name, metric in metrics.items():
             found = score(metric, x, y, config.bootstrap, config.confidence, config.seed)
             previous[name][metric_name] = found["value"]
-            wide[metric_name] = found["value"]
+            wide[metric_name] = found["value"] if found["ci_low"] is None else _with_interval(found)
             rows.append(
                 {
                     "model": name,
