@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import torch
 import torchvision
-from memory import reset_peak, status_kib
+from memory import reset_peak, status_kib, tensor_growth
 from torch import nn
 
 import esq
@@ -165,24 +165,6 @@ def measure_memory(model: str, side: str, profile_tensors: bool) -> dict[str, in
         "exact": was_reset or peak_forward > peak_building,
         "tensor_growth": tensor_growth(run) if profile_tensors else -1,
     }
-
-
-def tensor_growth(run: Callable[[], torch.Tensor]) -> int:
-    """Peak bytes of live tensors during ``run`` over those live before it, in KiB, from the
-    profiler's memory timeline (a private torch API: -1 where it is missing or fails)."""
-    try:
-        from torch.profiler import ProfilerActivity, profile
-        from torch.profiler._memory_profiler import MemoryProfileTimeline
-
-        with profile(
-            activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
-        ) as profiler:
-            run()
-        _, sizes = MemoryProfileTimeline(profiler._memory_profile())._coalesce_timeline(torch.device("cpu"))
-        totals = [sum(by_category) for by_category in sizes]
-        return (max(totals) - totals[0]) // 1024
-    except Exception:  # an optional second opinion on the RSS figures, never fatal
-        return -1
 
 
 def memory_in_subprocess(model: str, side: str, threads: int, profile_tensors: bool) -> dict[str, int]:

@@ -56,7 +56,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from memory import reset_peak, status_kib
+from memory import reset_peak, status_kib, tensor_growth
 
 from esq.training.module import SegmentationModule
 
@@ -174,24 +174,6 @@ def measure_memory(arguments: argparse.Namespace, profile_tensors: bool) -> dict
         "exact": was_reset or peak_run > peak_before,
         "tensor_growth": tensor_growth(run) if profile_tensors else -1,
     }
-
-
-def tensor_growth(run: Callable[[], None]) -> int:
-    """Peak bytes of live tensors during ``run`` over those live before it, in KiB, from the
-    profiler's memory timeline (a private torch API: -1 where it is missing or fails)."""
-    try:
-        from torch.profiler import ProfilerActivity, profile
-        from torch.profiler._memory_profiler import MemoryProfileTimeline
-
-        with profile(
-            activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
-        ) as profiler:
-            run()
-        _, sizes = MemoryProfileTimeline(profiler._memory_profile())._coalesce_timeline(torch.device("cpu"))
-        totals = [sum(by_category) for by_category in sizes]
-        return (max(totals) - totals[0]) // 1024
-    except Exception:  # an optional second opinion on the RSS figures, never fatal
-        return -1
 
 
 def memory_in_subprocess(side: str, arguments: argparse.Namespace, profile_tensors: bool) -> dict[str, int | bool]:
