@@ -81,27 +81,19 @@ DEGRADATIONS = [
 
 @hookimpl
 def esq_metrics() -> list[MetricSpec]:
-    similarity = [
+    # similarity: higher is better (1 for identical features); distribution: lower is better
+    kinds = (("similarity", True, SIMILARITY_METRICS), ("distribution", False, DISTRIBUTION_METRICS))
+    return [
         MetricSpec(
             name=name,
             factory=lazy(f"esq_metrics.{target}"),
             summary=summary,
-            kind="similarity",
-            higher_is_better=True,
+            kind=kind,
+            higher_is_better=higher_is_better,
             range=value_range,
         )
-        for name, target, summary, value_range in SIMILARITY_METRICS
-    ]
-    return similarity + [
-        MetricSpec(
-            name=name,
-            factory=lazy(f"esq_metrics.{target}"),
-            summary=summary,
-            kind="distribution",
-            higher_is_better=False,
-            range=value_range,
-        )
-        for name, target, summary, value_range in DISTRIBUTION_METRICS
+        for kind, higher_is_better, metrics in kinds
+        for name, target, summary, value_range in metrics
     ]
 
 
