@@ -47,7 +47,7 @@ from memory import reset_peak, status_kib, tensor_growth
 from torch import nn
 
 import esq
-from esq.pooling import pool
+from esq.builtin.pooling import pool
 
 BATCH, SIZE = 32, 224
 TAPS = {"resnet50": "layer4", "vit_b_16": "encoder.ln"}

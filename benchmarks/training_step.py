@@ -58,7 +58,7 @@ from collections.abc import Callable
 import torch
 from memory import reset_peak, status_kib, tensor_growth
 
-from esq.training.module import SegmentationModule
+from esq.builtin.training.module import SegmentationModule
 
 SIDES = ("squeeze", "baseline", "inference", "frozen")
 LABELS = {

@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean plugin state per test, and fake installed distributions."""
+"""Shared fixtures: no ESQ_* variables from the caller's shell, and fake installed distributions."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ import esq.plugins
 
 
 @pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test loads plugins anew, with no ESQ_* variables from the caller's shell."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test loads plugins with no ESQ_* variables from the caller's shell."""
     for variable in ("ESQ_PLUGINS", "ESQ_STRICT_PLUGINS", "ESQ_DEBUG"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(esq.plugins, "_current", None)
+
+
+def _is_core(entry_point: importlib.metadata.EntryPoint) -> bool:
+    return entry_point.dist is not None and entry_point.dist.name == esq.plugins.CORE_DISTRIBUTION
 
 
 def _under(entry_point: importlib.metadata.EntryPoint, folder: Path) -> bool:
@@ -31,11 +34,13 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
     site = tmp_path / "site-packages"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    # Only the distributions this test installs count, whatever else is installed.
+    # Only core's own built-ins and the distributions this test installs count, whatever else is installed.
     monkeypatch.setattr(
         esq.plugins,
         "installed_entry_points",
-        lambda: sorted((ep for ep in importlib.metadata.entry_points(group="esq") if _under(ep, site)), key=str),
+        lambda: sorted(
+            (ep for ep in importlib.metadata.entry_points(group="esq") if _under(ep, site) or _is_core(ep)), key=str
+        ),
     )
 
     def install(distribution: str, version: str, module: str, code: str, entry_point: str | None = None) -> str:

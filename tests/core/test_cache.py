@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from esq.cache import ActivationCache, CacheEntry, cached_activations, default_root, key_digest, remove_entries
+from esq.builtin.cache import ActivationCache, CacheEntry, cached_activations, default_root, key_digest, remove_entries
 from esq.cli.main import make_cli
 from esq.errors import ConfigError, DataError
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from esq.errors import ConfigError
-from esq.pipelines.feature_transforms import Transform, apply_pca, parse_transform, pool_chunks, pooled_width
+from esq.builtin.pipelines.degradation.feature_transforms import Transform, apply_pca, parse_transform, pool_chunks, pooled_width
 
 torch = pytest.importorskip("torch")
 
@@ -31,7 +31,7 @@ def test_unknown_transform_names_say_what_is_valid(name):
 
 
 def test_pooling_chunks_equals_pooling_everything_at_once():
-    from esq.pooling import pool
+    from esq.builtin.pooling import pool
 
     maps = np.random.default_rng(0).normal(size=(10, 4, 3, 3)).astype(np.float16)
     chunks = [maps[:4], maps[4:8], maps[8:]]

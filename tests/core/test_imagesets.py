@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
-import esq.imagesets  # noqa: E402
+import esq.builtin.data.image_sets  # noqa: E402
 from esq.errors import ConfigError, DataError  # noqa: E402
-from esq.imagesets import IMAGE_EXTENSIONS, open_images, synthetic_image  # noqa: E402
+from esq.builtin.data.image_sets import IMAGE_EXTENSIONS, open_images, synthetic_image  # noqa: E402
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -30,7 +30,7 @@ def pixels(images):
 
 def test_module_imports_without_torch_pil_skimage_or_sklearn():
     probe = (
-        "import sys, esq.imagesets; "
+        "import sys, esq.builtin.data.image_sets; "
         "print(sorted(m for m in ('torch', 'PIL', 'skimage', 'sklearn') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
@@ -121,15 +121,15 @@ def test_the_builtin_description_counts_what_this_set_holds():
 
 
 def test_builtin_skips_a_photograph_that_fails_to_load(monkeypatch, caplog):
-    monkeypatch.setattr(esq.imagesets, "_PHOTOS", (("scikit-image", "no_such_photo"), ("scikit-image", "camera")))
-    with caplog.at_level(logging.WARNING, logger="esq.imagesets"):
+    monkeypatch.setattr(esq.builtin.data.image_sets, "_PHOTOS", (("scikit-image", "no_such_photo"), ("scikit-image", "camera")))
+    with caplog.at_level(logging.WARNING, logger="esq.builtin.data.image_sets"):
         images = open_images("builtin", count=3, size=16)
     assert images.description == "builtin: 3 crops of 1 photograph (scikit-image) + 0 synthetic, 16 px"
     assert "skipping scikit-image photograph 'no_such_photo'" in caplog.text
 
 
 def test_builtin_falls_back_to_synthetic_when_no_photograph_loads(monkeypatch, caplog):
-    monkeypatch.setattr(esq.imagesets, "_PHOTOS", (("scikit-image", "no_such_photo"),))
+    monkeypatch.setattr(esq.builtin.data.image_sets, "_PHOTOS", (("scikit-image", "no_such_photo"),))
     log = logging.getLogger("test.imagesets")
     with caplog.at_level(logging.WARNING, logger="test.imagesets"):
         images = open_images("builtin", count=4, size=16, log=log)
@@ -141,8 +141,8 @@ def test_builtin_falls_back_to_synthetic_when_no_photograph_loads(monkeypatch, c
 def test_builtin_crops_are_random_squares_some_mirrored(monkeypatch):
     ramp = np.repeat(np.linspace(0, 255, 200)[None, :], 100, axis=0).astype(np.uint8)  # red grows to the right
     photo = Image.fromarray(np.stack([ramp, np.zeros_like(ramp), np.zeros_like(ramp)], axis=2))
-    monkeypatch.setattr(esq.imagesets, "_PHOTOS", (("test", "ramp"),))
-    monkeypatch.setattr(esq.imagesets, "_load_photo", lambda library, name: photo)
+    monkeypatch.setattr(esq.builtin.data.image_sets, "_PHOTOS", (("test", "ramp"),))
+    monkeypatch.setattr(esq.builtin.data.image_sets, "_load_photo", lambda library, name: photo)
     crops = pixels(open_images("builtin", count=40, size=16).load())[[i for i in range(40) if i % 4 != 3]]
     red = crops[..., 0].astype(int)
     rising = red[:, :, -1].mean(axis=1) > red[:, :, 0].mean(axis=1)
@@ -156,7 +156,7 @@ def test_builtin_crops_are_random_squares_some_mirrored(monkeypatch):
 
 def test_photographs_with_transparency_are_composited_on_white():
     rgba = np.array([[[255, 0, 0, 0], [255, 0, 0, 255], [0, 0, 255, 128]]], dtype=np.uint8)
-    np.testing.assert_array_equal(esq.imagesets._rgb_uint8(rgba), [[WHITE, RED, (127, 127, 255)]])
+    np.testing.assert_array_equal(esq.builtin.data.image_sets._rgb_uint8(rgba), [[WHITE, RED, (127, 127, 255)]])
 
 
 def test_synthetic_images_are_deterministic_per_generator_state():
@@ -348,7 +348,7 @@ def test_an_unreadable_file_is_skipped_with_a_warning(tmp_path, caplog):
     solid(tmp_path / "a.png", RED)
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     solid(tmp_path / "c.png", BLUE)
-    with caplog.at_level(logging.WARNING, logger="esq.imagesets"):
+    with caplog.at_level(logging.WARNING, logger="esq.builtin.data.image_sets"):
         images = open_images(str(tmp_path), count=2, size=8, on_unreadable="skip")
     np.testing.assert_array_equal(pixels(images.load())[:, 4, 4], [RED, BLUE])
     assert "skipping unreadable image" in caplog.text

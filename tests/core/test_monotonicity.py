@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from esq.pipelines.monotonicity import plot_configuration, ranks, spearman
+from esq.builtin.pipelines.degradation.monotonicity import plot_configuration, ranks, spearman
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from esq.errors import ConfigError, DataError  # noqa: E402
-from esq.pooling import PCA, flatten, gap, gram, pool  # noqa: E402
+from esq.builtin.pooling import PCA, flatten, gap, gram, pool  # noqa: E402
 
 
 @pytest.fixture

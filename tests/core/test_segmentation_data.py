@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
 from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
-from esq.segmentation_data import (  # noqa: E402
+from esq.builtin.data.segmentation import (  # noqa: E402
     SegmentationDataset,
     _shape,
     check_masks,

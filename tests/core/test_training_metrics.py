@@ -16,8 +16,8 @@ from torchmetrics.classification import (  # noqa: E402
 )
 
 from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
-from esq.training.losses import LOSSES, segmentation_loss  # noqa: E402
-from esq.training.segmentation_metrics import (  # noqa: E402
+from esq.builtin.training.losses import LOSSES, segmentation_loss  # noqa: E402
+from esq.builtin.training.segmentation_metrics import (  # noqa: E402
     CodebookUsage,
     SegmentationScores,
     codebook_usage,

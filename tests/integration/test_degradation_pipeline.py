@@ -150,7 +150,7 @@ def test_an_image_folder_is_one_option_away(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from esq.imagesets import synthetic_image
+    from esq.builtin.data.image_sets import synthetic_image
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 import esq
 from esq.cli.main import make_cli
 from esq.errors import CheckpointError
-from esq.segmentation_data import open_segmentation
-from esq.training.segmentation_metrics import SegmentationScores
+from esq.builtin.data.segmentation import open_segmentation
+from esq.builtin.training.segmentation_metrics import SegmentationScores
 
 SMALL = ["--synthetic-size", "30", "--image-size", "32", "--batch-size", "8", "--lr", "1e-3", "--epochs", "1"]
 
@@ -117,7 +117,7 @@ def test_corrupt_and_foreign_checkpoints_are_one_line(tmp_path):
 
 
 def test_a_nan_loss_stops_with_the_step_and_the_cause(trained):
-    from esq.training.module import TrainingError
+    from esq.builtin.training.module import TrainingError
 
     model = esq.load_checkpoint(trained["baseline"][1] / "checkpoints" / "last.ckpt").train()
     batch = (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, 32, 32, dtype=torch.int64))
@@ -169,7 +169,7 @@ def legacy_file(path: Path, module, method: str) -> Path:
 
 
 def test_the_previous_tools_pth_loads_into_the_same_model(tmp_path):
-    from esq.training.module import SegmentationModule
+    from esq.builtin.training.module import SegmentationModule
 
     torch.manual_seed(0)
     options = {"codebook_size": 32, "bottleneck_dim": 16}

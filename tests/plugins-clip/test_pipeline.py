@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from esq.cli.main import make_cli
-from esq.imagesets import synthetic_image
+from esq.builtin.data.image_sets import synthetic_image
 
 SMALL_MODEL = ["vision_model=RN50", "text_model=RBT3-chinese", "batch_size=8"]
 TEXTS = [

@@ -1,23 +1,34 @@
 """esq: measure what compressing a vision model's embeddings costs.
 
-A plugin author needs only::
+This module is esq's public API, the only part of core a plugin imports (with ``esq.testing``
+for the conformance checks). A plugin author needs::
 
-    from esq import hookimpl, registry, BackboneSpec, QuantizerSpec, MetricSpec, \\
-        DegradationSpec, RetrieverSpec, PipelineSpec
+    from esq import hookimpl, BackboneSpec, QuantizerSpec, MetricSpec, DegradationSpec, \\
+        RetrieverSpec, PipelineSpec
 
-and checks components with ``esq.testing``. This module does not import torch.
+the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``,
+``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
+``two_samples``), ``WithOptions``, atomic writes (``write_atomic``, ``open_atomic``), and for a
+command ``plugin_options``, ``print_table`` and ``print_json``. This module does not import torch.
 """
 
 from __future__ import annotations
 
+from esq.commands import plugin_options
 from esq.components import MetricResult, QuantizerOutput
-from esq.config import PipelineConfig
+from esq.config import PipelineConfig, build_config, config_layers
+from esq.console import stderr
 from esq.errors import CheckpointError, ConfigError, DataError, EsqError, PluginError, UnknownNameError
+from esq.files import open_atomic, to_json, write_atomic
 from esq.hookspecs import hookimpl
 from esq.lazy import lazy
-from esq.plugins import core_version
-from esq.registry import KINDS, Registry
+from esq.names import did_you_mean
+from esq.options import WithOptions, options_of
+from esq.output import print_json, print_table
+from esq.plugins import Plugins, core_version, load_plugins
+from esq.registry import KINDS, Registry, check_options
 from esq.results import Results, RunContext
+from esq.runner import share_run_directory
 from esq.specs import (
     BackboneSpec,
     DegradationSpec,
@@ -26,29 +37,28 @@ from esq.specs import (
     QuantizerSpec,
     RetrieverSpec,
 )
+from esq.validation import (
+    as_matrix,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    paired_features,
+    two_samples,
+)
 
 __version__ = core_version()
 
 
-def registry(kind: str) -> Registry:
-    """The registry of ``kind`` (one of ``esq.KINDS``) over the installed plugins.
+def registry(kind: str, plugins: Plugins | None = None) -> Registry:
+    """The registry of ``kind`` (one of ``esq.KINDS``) over ``plugins``, by default the plugins
+    installed now (loaded afresh on each call: a pipeline uses ``context.registry`` instead).
 
     >>> import esq
     >>> "demo" in esq.registry("pipelines").names()
     True
     """
-    from esq.plugins import current_plugins
-
-    return current_plugins().registry(kind)
-
-
-def load_checkpoint(path: str, **expected: object) -> object:
-    """The segmentation model saved at ``path`` (an ``esq run squeeze``/``baseline`` ``.ckpt``, or
-    the previous tool's ``.pth``), rebuilt from the file alone, in eval mode; see
-    :func:`esq.training.checkpoints.load_checkpoint`. Imports torch and Lightning when called."""
-    from esq.training.checkpoints import load_checkpoint as load
-
-    return load(path, **expected)
+    return (plugins if plugins is not None else load_plugins()).registry(kind)
 
 
 __all__ = [
@@ -64,6 +74,7 @@ __all__ = [
     "PipelineConfig",
     "PipelineSpec",
     "PluginError",
+    "Plugins",
     "QuantizerOutput",
     "QuantizerSpec",
     "Registry",
@@ -71,9 +82,30 @@ __all__ = [
     "RetrieverSpec",
     "RunContext",
     "UnknownNameError",
+    "WithOptions",
     "__version__",
+    "as_matrix",
+    "build_config",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_number",
+    "check_options",
+    "config_layers",
+    "did_you_mean",
     "hookimpl",
     "lazy",
-    "load_checkpoint",
+    "load_plugins",
+    "open_atomic",
+    "options_of",
+    "paired_features",
+    "plugin_options",
+    "print_json",
+    "print_table",
     "registry",
+    "share_run_directory",
+    "stderr",
+    "to_json",
+    "two_samples",
+    "write_atomic",
 ]

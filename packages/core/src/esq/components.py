@@ -37,7 +37,7 @@ class Backbone(Protocol):
 
     ``features(images, layers)`` returns ``{layer: tensor}`` with ``(N, C, H, W)`` maps or
     ``(N, T, D)`` tokens, without autograd history; segmentation backbones also return logits
-    from ``forward(images)``. ``esq.pooling`` turns either into one vector per image. (esq's own
+    from ``forward(images)``. ``esq.builtin.pooling`` turns either into one vector per image. (esq's own
     backbones also take layer indices and ``batch_size=``; pipelines pass names.)
     """
 

@@ -239,3 +239,23 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def write_config(path: Path, config: Any, header: str) -> Path:
     text = "".join(f"# {line}\n" for line in header.splitlines()) + tomli_w.dumps(config_to_dict(config))
     return write_atomic(path, text)
+
+
+def config_layers(
+    config_file: Path | None, set_options: tuple[str, ...], seed: int | None, **options: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    """Where a config's values come from, later overriding earlier: the TOML file, ``--set``,
+    ``--seed``, then other command-line ``options`` that were given (not ``None``)."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_toml(config_file)))
+    if set_options:
+        layers.append(("--set", parse_set_options(set_options)))
+    if seed is not None:
+        layers.append(("--seed", {"seed": seed}))
+    for option, value in options.items():
+        if value is not None and value != ():
+            layers.append(
+                (f"--{option.replace('_', '-')}", {option: list(value) if isinstance(value, tuple) else value})
+            )
+    return layers

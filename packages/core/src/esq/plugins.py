@@ -1,4 +1,5 @@
-"""Finding and loading plugins: built-in, entry points, ``--plugin`` and ``ESQ_PLUGINS``.
+"""Finding and loading plugins: entry points (core's own built-ins among them), ``--plugin`` and
+``ESQ_PLUGINS``.
 
 Every plugin goes through pluggy: registered, checked for hooks esq does not define
 (``check_pending``), then its component hooks are called once and what they return is checked.
@@ -7,8 +8,8 @@ warning line and skipped, so the others still work (``ESQ_STRICT_PLUGINS=1`` mak
 A plugin the user asks for (``--plugin``, ``ESQ_PLUGINS``) must load: any failure is an error.
 
 >>> plugins = load_plugins(environ={})
->>> [info.name for info in plugins.infos if info.source == "builtin"]
-['esq']
+>>> [(info.name, info.distribution) for info in plugins.infos if info.name == "esq"]
+[('esq', 'esq-core')]
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class Plugins:
             self._registries[kind] = Registry.build(kind, self.loaded())
         return self._registries[kind]
 
-    def add_commands(self, cli: Any) -> None:
-        """Let each plugin add its commands to ``cli``; a plugin that fails is handled as at load."""
+    def add_commands(self, cli: Any, reserved: Sequence[str]) -> None:
+        """Let each plugin add its commands to ``cli``; taking a ``reserved`` name (one of the
+        kernel's commands) or failing is handled as a failure at load."""
         for implementation in self.manager.hook.esq_commands.get_hookimpls():
             info = self.info_of(implementation.plugin)
             before = set(cli.commands)
@@ -107,15 +109,20 @@ class Plugins:
                         f"plugin {info.name!r} ({info.distribution}) failed in esq_commands(): "
                         f"{type(error).__name__}: {error}"
                     ) from error
-                from esq.cli.main import CORE_COMMANDS
-
-                clashes = sorted(set(cli.commands) - before & set(CORE_COMMANDS))
+                clashes = sorted(set(cli.commands) - before & set(reserved))
                 if clashes:
                     for name in clashes:
                         del cli.commands[name]
                     raise PluginError(f"plugin {info.name!r} adds command {clashes[0]!r}, which is esq's own")
             except PluginError as error:
                 _fail(info, error, self.strict or info.source != "entry point")
+
+    def describe(self) -> list[dict[str, str]]:
+        """The loaded plugins as ``results.json`` records them."""
+        return [
+            {"name": info.name, "distribution": info.distribution, "version": info.version, "source": info.source}
+            for info in self.loaded()
+        ]
 
 
 @cache
@@ -142,8 +149,6 @@ def _blocked(requests: Sequence[Request]) -> dict[str, Request]:
     for request in requests:
         if request.value.startswith("no:"):
             name = _normalise(request.value[3:].strip())
-            if name in ("esq", CORE_DISTRIBUTION):
-                raise PluginError(f"{request}: esq's core cannot be blocked")
             blocked[name] = request
     return blocked
 
@@ -306,7 +311,7 @@ def _load_entry_point(
 
 
 def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Plugins:
-    """Load core's built-in plugin, installed entry points and ``requested`` extras.
+    """Load the installed entry points (core's built-ins are esq-core's) and ``requested`` extras.
 
     ``requested`` holds ``--plugin`` values: a module name, a ``.py`` path, or ``no:NAME`` to
     block an installed plugin (by entry-point or distribution name). ``ESQ_PLUGINS`` in
@@ -317,16 +322,7 @@ def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | Non
     blocked = _blocked(requests)
     strict = _strict(environ)
     manager = new_manager()
-
-    from esq import pipelines
-
-    infos = [
-        admit(
-            manager,
-            pipelines,
-            PluginInfo(name="esq", distribution=CORE_DISTRIBUTION, version=core_version(), source="builtin"),
-        )
-    ]
+    infos: list[PluginInfo] = []
     matched: set[str] = set()
     for entry_point in installed_entry_points():
         info = _entry_point_info(entry_point)
@@ -356,22 +352,6 @@ def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | Non
     return Plugins(manager, infos, strict)
 
 
-_current: Plugins | None = None
-_current_key: tuple[str, ...] = ()
-
-
-def use_plugins(requested: Sequence[str] = ()) -> Plugins:
-    """Load plugins (as ``load_plugins``) and make them the ones ``esq.registry`` uses.
-
-    Asking again for the same plugins, in the same environment, reuses the loaded set.
-    """
-    global _current, _current_key
-    key = (*map(str, requested_plugins(requested, os.environ)), os.environ.get("ESQ_STRICT_PLUGINS", ""))
-    if _current is None or key != _current_key:
-        _current, _current_key = load_plugins(requested), key
-    return _current
-
-
-def current_plugins() -> Plugins:
-    """The plugins ``esq.registry`` uses: loaded from the environment on first use."""
-    return _current if _current is not None else use_plugins()
+def plugin_key(requested: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """What decides which plugins ``load_plugins(requested)`` loads in ``environ``."""
+    return (*map(str, requested_plugins(requested, environ)), environ.get("ESQ_STRICT_PLUGINS", ""))

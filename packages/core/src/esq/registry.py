@@ -18,12 +18,14 @@ esq.errors.UnknownNameError: unknown metric 'zeros' (did you mean 'zero'?); inst
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from esq.errors import ConfigError, PluginError, UnknownNameError
+from esq.errors import ConfigError, EsqError, PluginError, UnknownNameError
 from esq.names import did_you_mean
 from esq.specs import KINDS, Spec
 
@@ -107,6 +109,36 @@ class Registry:
             f"installed {self.kind}: {', '.join(self.names())}"
         )
 
+    def check(self, name: str, **options: Any) -> None:
+        """Whatever ``create(name, **options)`` would refuse, found without keeping the component:
+        unknown or missing options, and the values or files its constructor refuses (a weights
+        file that is not there). It is built on torch's meta device, so a large network costs
+        neither memory nor time; one that cannot be built there is built for real.
+
+        >>> from esq.testing import registry_of
+        >>> from esq import MetricSpec, hookimpl
+        >>> class Plugin:
+        ...     @hookimpl
+        ...     def esq_metrics(self):
+        ...         return [MetricSpec(name="top", factory=lambda k=1: k, summary="k", kind="similarity",
+        ...                            higher_is_better=True)]
+        >>> registry_of("metrics", Plugin()).check("top", n=2)
+        Traceback (most recent call last):
+        ...
+        esq.errors.ConfigError: metric 'top' has no option 'n'; options: k
+        """
+        spec = self.spec(name)
+        check_options(f"{self.singular} {name!r}", spec.builder(), options)
+        try:
+            with _on_meta_device():
+                spec.build(**options)
+            return
+        except EsqError:
+            raise
+        except Exception:
+            pass
+        self.create(name, **options)
+
     def create(self, name: str, **options: Any) -> Any:
         """Build component ``name``; an option its factory does not take is an error."""
         spec = self.spec(name)
@@ -115,6 +147,19 @@ class Registry:
             return spec.build(**options)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{self.singular} {name!r} with options {options}: {error}") from error
+
+
+@contextlib.contextmanager
+def _on_meta_device() -> Iterator[None]:
+    """Tensors made inside go to torch's meta device (no memory, no arithmetic), when torch is
+    installed; without torch, nothing changes."""
+    if importlib.util.find_spec("torch") is None:
+        yield
+        return
+    import torch
+
+    with torch.device("meta"):
+        yield
 
 
 def check_options(what: str, builder: Any, options: dict[str, Any]) -> None:

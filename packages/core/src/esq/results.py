@@ -27,11 +27,16 @@ class Results:
 
 @dataclass
 class RunContext:
-    """The run directory and helpers a pipeline's ``run(config, context)`` may use."""
+    """The run directory, the loaded plugins and helpers a pipeline's ``run(config, context)`` may use."""
 
     directory: Path
     log: logging.Logger
+    plugins: Any
     show_progress: bool = True
+
+    def registry(self, kind: str) -> Any:
+        """The installed components of ``kind`` (one of ``esq.KINDS``) for this run."""
+        return self.plugins.registry(kind)
 
     def path(self, name: str) -> Path:
         """Where to write the run's file ``name`` (plots, predictions...)."""

@@ -26,7 +26,7 @@ from esq.config import config_to_dict, write_config
 from esq.console import OnceFilter
 from esq.errors import PluginError
 from esq.files import to_json, write_atomic
-from esq.plugins import core_version, current_plugins
+from esq.plugins import Plugins, core_version
 from esq.results import Results, RunContext
 from esq.seeding import seed_everything
 from esq.specs import PipelineSpec
@@ -90,8 +90,12 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progress: bool = True) -> Run:
-    """Run ``spec`` on ``config`` in a new run directory under ``output_dir``."""
+def run_pipeline(
+    spec: PipelineSpec, config: Any, output_dir: Path, plugins: Plugins, show_progress: bool = True
+) -> Run:
+    """Check ``config`` against the installed components (``plugins``), then run ``spec`` on it in
+    a new run directory under ``output_dir``. A config the check refuses leaves no directory."""
+    spec.check_config(config, plugins)
     rank = worker_rank()
     if rank:
         directory = Path(os.environ[RUN_DIRECTORY_VARIABLE])
@@ -110,7 +114,7 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
     try:
         log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
         seed_everything(config.seed)
-        results = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), show_progress))
+        results = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress))
         if not isinstance(results, Results):
             raise PluginError(
                 f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
@@ -134,10 +138,7 @@ def run_pipeline(spec: PipelineSpec, config: Any, output_dir: Path, show_progres
         "started": datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
         "config": config_to_dict(config),
-        "plugins": [
-            {"name": info.name, "distribution": info.distribution, "version": info.version, "source": info.source}
-            for info in current_plugins().loaded()
-        ],
+        "plugins": plugins.describe(),
         "summary": results.summary,
         "rows": results.rows,
     }

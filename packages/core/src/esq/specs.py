@@ -55,7 +55,7 @@ class Spec:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in base and f.name not in ("factory", "run", "config")
+            if f.name not in base and f.name not in ("factory", "run", "config", "check")
         }
 
 
@@ -128,11 +128,19 @@ class PipelineSpec(Spec):
     """A pipeline: ``run(config, context) -> Results`` over the dataclass ``config``.
 
     ``build(**options)`` returns the config; the fields of ``config`` are the pipeline's options
-    (``--set key=value`` and TOML keys).
+    (``--set key=value`` and TOML keys). ``check(config, plugins)``, if given, checks the config
+    against the installed components (``plugins.registry(kind)``) and raises ``ConfigError``; the
+    runner calls it before it makes the run directory.
     """
 
     config: type
     run: Callable[..., Any]
+    check: Callable[..., None] | None = None
+
+    def check_config(self, config: Any, plugins: Any) -> None:
+        """Run ``check`` on ``config`` (nothing to do when the pipeline has none)."""
+        if self.check is not None:
+            self.check(config, plugins)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -140,6 +148,8 @@ class PipelineSpec(Spec):
             raise PluginError(f"PipelineSpec {self.name!r}: config must be a dataclass type")
         if not callable(self.run):
             raise PluginError(f"PipelineSpec {self.name!r}: run must be callable")
+        if self.check is not None and not callable(self.check):
+            raise PluginError(f"PipelineSpec {self.name!r}: check must be callable")
 
     def build(self, **options: Any) -> Any:
         return self.config(**options)

@@ -1,5 +1,21 @@
-"""Input checks shared by metrics: 2-D, finite, matching sizes, as float64 NumPy arrays.
+"""The one validation vocabulary every component uses: options (``check_int``, ``check_number``,
+``check_choice``, ``check_bool``) and arrays (``as_matrix``, ``paired_features``, ``two_samples``).
 
+Each check returns the value it accepted and raises ``ConfigError`` (options) or ``DataError``
+(data) with a message that names the owner, the option and the value, and says what is allowed.
+
+>>> check_int("vq", "codebook_size", 512, minimum=2)
+512
+>>> check_int("vq", "codebook_size", 1, minimum=2)
+Traceback (most recent call last):
+...
+esq.errors.ConfigError: vq: codebook_size must be an integer of at least 2, got 1
+>>> check_number("kid", "epsilon", 0.5, minimum=0, maximum=1, exclusive=("maximum",))
+0.5
+>>> check_choice("gmm", "covariance_type", "ful", ("full", "diag"))
+Traceback (most recent call last):
+...
+esq.errors.ConfigError: gmm: covariance_type must be one of 'full', 'diag' (did you mean 'full'?), got 'ful'
 >>> paired_features([[1.0, 2.0], [3.0, 4.0]], [[1.0], [2.0]])[1].shape
 (2, 1)
 >>> paired_features([1.0, 2.0], [[1.0], [2.0]])
@@ -10,11 +26,105 @@ esq.errors.DataError: argument `x` expected a 2-D array (samples × features), g
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
 
-from esq.errors import DataError
+from esq.errors import ConfigError, DataError
+from esq.names import did_you_mean
+
+
+def _bounds(minimum: float | None, maximum: float | None, exclusive: Iterable[str]) -> str:
+    exclusive = set(exclusive)
+    parts = []
+    if minimum is not None:
+        parts.append(f"greater than {minimum}" if "minimum" in exclusive else f"at least {minimum}")
+    if maximum is not None:
+        parts.append(f"less than {maximum}" if "maximum" in exclusive else f"at most {maximum}")
+    return " and ".join(parts)
+
+
+def _outside(value: float, minimum: float | None, maximum: float | None, exclusive: Iterable[str]) -> bool:
+    exclusive = set(exclusive)
+    if minimum is not None and (value <= minimum if "minimum" in exclusive else value < minimum):
+        return True
+    return maximum is not None and (value >= maximum if "maximum" in exclusive else value > maximum)
+
+
+def check_int(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    exclusive: Iterable[str] = (),
+) -> int:
+    """``value`` as an ``int`` (a ``bool`` is not one) within the bounds, or a ``ConfigError``.
+
+    ``exclusive`` names the bounds that are not allowed themselves: ``("minimum",)``, ``("maximum",)``.
+
+    >>> check_int("rvq", "num_quantizers", True, minimum=1)
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: rvq: num_quantizers must be an integer of at least 1, got True
+    """
+    exclusive = tuple(exclusive)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or _outside(value, minimum, maximum, exclusive)
+    ):
+        bounds = _bounds(minimum, maximum, exclusive)
+        raise ConfigError(f"{owner}: {name} must be an integer{' ' + bounds if bounds else ''}, got {value!r}")
+    return int(value)
+
+
+def check_number(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive: Iterable[str] = (),
+) -> float:
+    """``value`` as a finite ``float`` (not a ``bool``) within the bounds, or a ``ConfigError``.
+
+    >>> check_number("fid", "eps", 0, minimum=0, exclusive=("minimum",))
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: fid: eps must be a finite number greater than 0, got 0
+    """
+    exclusive = tuple(exclusive)
+    valid = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not valid or _outside(value, minimum, maximum, exclusive):
+        bounds = _bounds(minimum, maximum, exclusive)
+        raise ConfigError(f"{owner}: {name} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+    return float(value)
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Collection[Any]) -> Any:
+    """``value`` if it is one of ``choices``, or a ``ConfigError`` listing them (and the closest)."""
+    if isinstance(value, str | int | float | bool | None | tuple) and value in choices:
+        return value
+    hint = did_you_mean(value, [str(choice) for choice in choices]) if isinstance(value, str) else ""
+    listed = ", ".join(repr(choice) for choice in choices)
+    raise ConfigError(f"{owner}: {name} must be one of {listed}{hint}, got {value!r}")
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not ``1``, not ``"yes"``), or a ``ConfigError``.
+
+    >>> check_bool("kid", "unbiased", 1)
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: kid: unbiased must be true or false, got 1
+    """
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}: {name} must be true or false, got {value!r}")
+    return value
 
 
 def as_matrix(name: str, array: Any, min_rows: int = 2) -> np.ndarray:

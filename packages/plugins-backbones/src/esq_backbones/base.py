@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq.errors import ConfigError, UnknownNameError
-from esq.names import did_you_mean
+from esq import ConfigError, UnknownNameError
+from esq import did_you_mean
 from esq_backbones.images import rgb_batch
 from esq_backbones.weights import PretrainedFile, apply_weights, torchvision_file
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import InterpolationMode
 
-from esq.errors import ConfigError
+from esq import ConfigError
 from esq_backbones.base import FrozenBackbone
 from esq_backbones.images import ImageTransform, check_size_multiple
 from esq_backbones.weights import PretrainedFile, huggingface_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from esq.errors import ConfigError
+from esq import ConfigError
 
 
 def import_extra(module: str, backbone: str, extra: str) -> ModuleType:

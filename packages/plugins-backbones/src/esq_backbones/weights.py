@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq.errors import CheckpointError, ConfigError
+from esq import CheckpointError, ConfigError
 
 SHOWN_KEYS = 5
 

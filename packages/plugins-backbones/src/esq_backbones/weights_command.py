@@ -7,9 +7,7 @@ from typing import Any
 
 import click
 
-from esq.cli.main import plugin_options
-from esq.cli.output import print_json
-from esq.plugins import use_plugins
+from esq import Plugins, plugin_options, print_json
 
 
 def weight_rows(spec: Any) -> list[dict[str, Any]]:
@@ -40,9 +38,9 @@ def weight_rows(spec: Any) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--check", is_flag=True, help="Exit with status 1 when a listed file is missing.")
 @plugin_options
-def weights(backbone: str | None, as_json: bool, check: bool, plugin_values: tuple[str, ...]) -> None:
+def weights(backbone: str | None, as_json: bool, check: bool, plugins: Plugins) -> None:
     """Where each backbone's pretrained weights go (weights="default"), and whether they are there."""
-    registry = use_plugins(plugin_values).registry("backbones")
+    registry = plugins.registry("backbones")
     specs = [registry.spec(backbone)] if backbone else registry.specs()
     rows = [row for spec in specs for row in weight_rows(spec)]
     if as_json:

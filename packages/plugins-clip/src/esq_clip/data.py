@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from esq.errors import ConfigError, DataError
-from esq.files import open_atomic
+from esq import ConfigError, DataError
+from esq import open_atomic
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from esq.errors import ConfigError
+from esq import ConfigError
 
 
 @click.group("clip")

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq.errors import CheckpointError, ConfigError, DataError
+from esq import CheckpointError, ConfigError, DataError
 
 CONTEXT_LENGTH = 52
 MEAN = (0.48145466, 0.4578275, 0.40821073)

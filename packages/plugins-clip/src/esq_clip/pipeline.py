@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq.config import PipelineConfig
-from esq.errors import DataError
-from esq.registry import check_options
-from esq.results import Results, RunContext
+from esq import PipelineConfig
+from esq import DataError
+from esq import check_options
+from esq import Results, RunContext
 
 STEPS = ("extract", "knn", "recall")
 TOP_K = 10  # the official scorer requires exactly 10 predictions per query
@@ -129,7 +129,7 @@ def squeeze(config: RetrievalConfig, gallery: Any, *others: Any) -> tuple[list[A
     import torch
 
     from esq import registry
-    from esq.training.fitting import fit_quantizer
+    from esq_clip.fitting import fit_quantizer
 
     quantizer = registry("quantizers").create(config.quantizer, input_dim=gallery.shape[1], **config.quantizer_options)
     fit_quantizer(quantizer, gallery.unsqueeze(0), config.quantizer_steps, config.learning_rate)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from esq.files import open_atomic, write_atomic
+from esq import open_atomic, write_atomic
 
 KS = (1, 5, 10)
 
@@ -36,7 +36,7 @@ def read_features(path: Path, id_key: str) -> tuple[list[int], Any]:
     """Ids and a float32 (N, D) tensor from a features file."""
     import torch
 
-    from esq.errors import DataError
+    from esq import DataError
 
     if not path.is_file():
         raise DataError(f"{path}: no features file; run the extract step first (steps including 'extract')")

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from esq.errors import ConfigError, DataError
+from esq import ConfigError, DataError
 
 SCREENS = ("auto", "bfloat16", "float32")
 BFLOAT16_UNIT_ROUNDOFF = 2.0**-8

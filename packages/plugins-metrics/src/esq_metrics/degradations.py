@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from esq.errors import ConfigError, DataError
+from esq import ConfigError, DataError
 
 # ITU-R 601-2 luma, the weights of PIL's convert("L") that ImageEnhance.Contrast averages.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)

@@ -20,7 +20,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 
 from esq import ConfigError, DataError, MetricResult
-from esq.validation import two_samples
+from esq import two_samples
 
 log = logging.getLogger("esq.metrics")
 

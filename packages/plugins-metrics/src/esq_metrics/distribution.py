@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from esq import ConfigError, DataError, MetricResult
-from esq.validation import two_samples
+from esq import two_samples
 
 log = logging.getLogger("esq.metrics")
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg
 
 from esq import ConfigError, DataError, MetricResult
-from esq.validation import as_matrix, paired_features
+from esq import as_matrix, paired_features
 
 ROWS_PER_BLOCK = 8192  # rows converted to float64 at a time: O(8192·(d1 + d2)) extra memory, not O(N·d)
 KERNEL_ROWS_PER_BLOCK = 256  # rows of an N×N kernel matrix held at a time (2 MiB per 1000 samples)

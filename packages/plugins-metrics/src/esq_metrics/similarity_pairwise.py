@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from esq import ConfigError, DataError, MetricResult
-from esq.validation import paired_features
+from esq import paired_features
 
 BLOCK_TEMPORARIES = 4  # float64 arrays the size of one block alive at once (product, mask, pairs…)
 RANK_CHUNK = 1 << 22  # elements per step when turning sorted positions into ranks

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from esq import ConfigError, DataError, MetricResult
-from esq.validation import two_samples
+from esq import two_samples
 
 NAME = "topological_geometry_score"
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from esq import DataError
-from esq.files import write_atomic
+from esq import write_atomic
 
 MAGIC = b"ESQCODES1\n"
 COMBINED_LIMIT = 63

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from esq.cli.main import plugin_options
-from esq.cli.output import print_json, print_table
-from esq.plugins import use_plugins
+from esq.commands import plugin_options
+from esq.output import print_json, print_table
+from esq.plugins import Plugins
 from esq.registry import KINDS
 
 
@@ -28,9 +28,8 @@ def component_rows(registry: Any) -> list[dict[str, Any]]:
 @click.argument("kind", required=False, type=click.Choice(list(KINDS)))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @plugin_options
-def list_components(kind: str | None, as_json: bool, plugin_values: tuple[str, ...]) -> None:
+def list_components(kind: str | None, as_json: bool, plugins: Plugins) -> None:
     """List installed components: all kinds, or one KIND."""
-    plugins = use_plugins(plugin_values)
     kinds = [kind] if kind else list(KINDS)
     listing = {name: component_rows(plugins.registry(name)) for name in kinds}
     if as_json:

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from esq.cli.main import plugin_options
-from esq.cli.output import print_json, print_table
-from esq.plugins import PluginInfo, use_plugins
+from esq.commands import plugin_options
+from esq.output import print_json, print_table
+from esq.plugins import PluginInfo, Plugins
 
 
 def provided(info: PluginInfo) -> dict[str, list[str]]:
@@ -36,9 +36,9 @@ def _provides_text(provides: dict[str, list[str]]) -> str:
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @plugin_options
-def plugins(as_json: bool, plugin_values: tuple[str, ...]) -> None:
+def plugins(as_json: bool, plugins: Plugins) -> None:
     """List plugins: name, version, status, hooks and the components each provides."""
-    rows = [plugin_row(info) for info in use_plugins(plugin_values).infos]
+    rows = [plugin_row(info) for info in plugins.infos]
     if as_json:
         print_json(rows)
         return

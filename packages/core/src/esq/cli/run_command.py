@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from esq.cli.main import plugin_options
-from esq.cli.output import format_cell, print_json, print_table
 from esq.cli.pipeline_options import option_layers, option_names
-from esq.config import build_config, parse_set_options, read_toml
+from esq.commands import context_plugins, plugin_options
+from esq.config import build_config, config_layers
 from esq.console import stderr
 from esq.errors import EsqError
-from esq.plugins import use_plugins
+from esq.output import format_cell, print_json, print_table
+from esq.plugins import Plugins
 from esq.runner import run_pipeline
 
 VALUE_OPTIONS = {"--config", "--set", "--output-dir", "--seed", "--plugin"}
@@ -63,26 +63,6 @@ def _field_rows(config_type: type) -> list[tuple[str, str]]:
     return rows
 
 
-def config_layers(
-    config_file: Path | None, set_options: tuple[str, ...], seed: int | None, **options: Any
-) -> list[tuple[str, dict[str, Any]]]:
-    """Where a config's values come from, later overriding earlier: the TOML file, ``--set``,
-    ``--seed``, then other command-line ``options`` that were given (not ``None``)."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config_file is not None:
-        layers.append((str(config_file), read_toml(config_file)))
-    if set_options:
-        layers.append(("--set", parse_set_options(set_options)))
-    if seed is not None:
-        layers.append(("--seed", {"seed": seed}))
-    for option, value in options.items():
-        if value is not None and value != ():
-            layers.append(
-                (f"--{option.replace('_', '-')}", {option: list(value) if isinstance(value, tuple) else value})
-            )
-    return layers
-
-
 class RunCommand(click.Command):
     """``--help`` lists the installed pipelines, and a named pipeline's options."""
 
@@ -94,7 +74,7 @@ class RunCommand(click.Command):
         super().format_epilog(ctx, formatter)
         pipeline, plugin_values = ctx.meta.get("esq.run.peek", (None, []))
         try:
-            pipelines = use_plugins(plugin_values).registry("pipelines")
+            pipelines = context_plugins(ctx, tuple(plugin_values)).registry("pipelines")
             with formatter.section("Pipelines"):
                 formatter.write_dl([(spec.name, spec.summary) for spec in pipelines.specs()])
             if pipeline is not None:
@@ -145,14 +125,14 @@ def run(
     output_dir: Path,
     seed: int | None,
     as_json: bool,
-    plugin_values: tuple[str, ...],
+    plugins: Plugins,
 ) -> None:
     """Run PIPELINE and write its run directory; the pipelines are listed below, and
     ``esq run PIPELINE --help`` lists its own options (``--KEY VALUE`` after its name)."""
-    spec = use_plugins(plugin_values).registry("pipelines").spec(pipeline)
+    spec = plugins.registry("pipelines").spec(pipeline)
     layers = config_layers(config_file, set_options, seed) + option_layers(spec.config, ctx.args, pipeline)
     config = build_config(spec.config, layers, pipeline)
-    finished = run_pipeline(spec, config, output_dir)
+    finished = run_pipeline(spec, config, output_dir, plugins)
     if finished.worker:
         return
     if as_json:

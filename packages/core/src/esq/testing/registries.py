@@ -12,8 +12,8 @@ def registry_of(kind: str, *plugins: object) -> Registry:
     Each plugin goes through the same checks as an installed one, and a broken one raises
     ``PluginError``.
 
-    >>> from esq import pipelines
-    >>> registry_of("pipelines", pipelines).names()
+    >>> from esq.builtin import plugin
+    >>> registry_of("pipelines", plugin).names()
     ['baseline', 'degradation', 'demo', 'similarity', 'squeeze', 'visualize']
     """
     manager = new_manager()

@@ -1,0 +1,232 @@
+"""The activation cache: a backbone's raw layer outputs on an image set, stored once and read
+back memory-mapped, so that changing metrics, transforms or distribution models never runs the
+backbone again.
+
+An entry is one layer of one backbone on one image set (for a degraded set: one degradation at
+one level). Its folder is ``<root>/<backbone>/<layer>/<digest>/``, where ``digest`` hashes the
+entry's key: the backbone, its options and weights, the layer, the preprocessing, the image set's
+content hash and, for degraded sets, the degradation, its options and level. The folder holds
+
+- ``key.json``: the key itself (written first, so ``esq cache ls`` shows unfinished entries);
+- ``chunk_00000.npy`` …: ``chunk_size`` images each, every file written to a temporary name and
+  renamed, so a chunk that exists is whole;
+- ``entry.json``: written last; an entry without it is incomplete and is never read as valid.
+
+A build killed half-way resumes at the first chunk it lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esq import ConfigError, DataError, to_json, write_atomic
+
+DTYPES = ("float32", "float16")
+CHUNK_NAME = "chunk_{:05d}.npy"
+
+
+def default_root() -> Path:
+    """``$ESQ_CACHE_DIR``, else ``$XDG_CACHE_HOME/esq/activations`` (``~/.cache/esq/activations``)."""
+    if os.environ.get("ESQ_CACHE_DIR"):
+        return Path(os.environ["ESQ_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "esq" / "activations"
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    """A short hash of ``key`` (canonical JSON: sorted keys, no spaces).
+
+    >>> key_digest({"b": 1, "a": [1, 2]}) == key_digest({"a": [1, 2], "b": 1})
+    True
+    """
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _folder_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "_"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One layer of one backbone on one image set."""
+
+    directory: Path
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return json.loads((self.directory / "key.json").read_text(encoding="utf-8"))
+
+    @property
+    def complete(self) -> bool:
+        return (self.directory / "entry.json").is_file()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``entry.json``: count, per-image shape, dtype, chunk size, when and how fast it was built."""
+        return json.loads((self.directory / "entry.json").read_text(encoding="utf-8"))
+
+    def chunk_path(self, index: int) -> Path:
+        return self.directory / CHUNK_NAME.format(index)
+
+    def chunk_paths(self) -> list[Path]:
+        return sorted(self.directory.glob("chunk_*.npy"))
+
+    def has_chunk(self, index: int, rows: int) -> bool:
+        """Whether chunk ``index`` exists with ``rows`` images (its header is read, not its data)."""
+        path = self.chunk_path(index)
+        if not path.is_file():
+            return False
+        try:
+            return np.load(path, mmap_mode="r").shape[0] == rows
+        except (OSError, ValueError):
+            return False
+
+    def chunks(self) -> list[np.ndarray]:
+        """The chunks, memory-mapped read-only, in image order."""
+        if not self.complete:
+            raise DataError(f"{self.directory}: the cache entry is incomplete; rebuild it (esq cache build)")
+        info = self.info
+        damaged = DataError(
+            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size); "
+            f"remove it with esq cache rm --backbone {self.key.get('backbone')} --layer {self.key.get('layer')}, "
+            "and run again"
+        )
+        try:
+            chunks = [np.load(self.chunk_path(i), mmap_mode="r") for i in range(info["chunks"])]
+        except (OSError, ValueError):
+            raise damaged from None
+        if sum(len(chunk) for chunk in chunks) != info["count"]:
+            raise damaged
+        return chunks
+
+    def size_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.directory.iterdir() if path.is_file())
+
+
+class ActivationCache:
+    """Entries under ``root``, stored as ``dtype`` (``"float32"`` or ``"float16"``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, dtype: str = "float32", chunk_size: int = 64):
+        if dtype not in DTYPES:
+            raise ConfigError(f"cache dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        if chunk_size < 1:
+            raise ConfigError(f"cache chunk_size must be at least 1, got {chunk_size}")
+        self.root = Path(root) if root is not None else default_root()
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+
+    def entry(self, key: dict[str, Any]) -> CacheEntry:
+        """The entry for ``key`` (which needs ``backbone`` and ``layer``); it may not exist yet.
+        The storage dtype and chunk size are part of the key."""
+        full = {**key, "dtype": self.dtype, "chunk_size": self.chunk_size}
+        folder = self.root / _folder_name(str(key["backbone"])) / _folder_name(str(key["layer"]))
+        return CacheEntry(folder / key_digest(full))
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry, complete or not, sorted by folder."""
+        if not self.root.is_dir():
+            return []
+        return [CacheEntry(path.parent) for path in sorted(self.root.glob("*/*/*/key.json"))]
+
+    def read_note(self, key: dict[str, Any]) -> Any:
+        """A small JSON note stored under ``key`` (``_notes/``), or ``None``: what a pipeline
+        learned while building a component (a backbone's preprocessing and layers), so that a run
+        the cache answers entirely need not build it."""
+        path = self.root / "_notes" / f"{key_digest(key)}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_note(self, key: dict[str, Any], value: Any) -> None:
+        write_atomic(self.root / "_notes" / f"{key_digest(key)}.json", to_json(value) + "\n")
+
+    def begin(self, entry: CacheEntry, key: dict[str, Any]) -> None:
+        if not (entry.directory / "key.json").is_file():
+            write_atomic(entry.directory / "key.json", to_json({**key, "dtype": self.dtype}) + "\n")
+
+    def write_chunk(self, entry: CacheEntry, index: int, array: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array, dtype=self.dtype))
+        write_atomic(entry.chunk_path(index), buffer.getvalue())
+
+    def finish(self, entry: CacheEntry, count: int, chunks: int, seconds: float) -> None:
+        first = np.load(entry.chunk_path(0), mmap_mode="r")
+        info = {
+            "count": count,
+            "shape": list(first.shape[1:]),
+            "dtype": self.dtype,
+            "chunk_size": self.chunk_size,
+            "chunks": chunks,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(seconds, 3),
+        }
+        write_atomic(entry.directory / "entry.json", to_json(info) + "\n")
+
+
+def remove_entries(entries: Iterable[CacheEntry]) -> int:
+    """Delete entries (``entry.json`` first, so a half-removed one reads as incomplete)."""
+    removed = 0
+    for entry in entries:
+        (entry.directory / "entry.json").unlink(missing_ok=True)
+        shutil.rmtree(entry.directory, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+Extract = Callable[[int, int, Sequence[str]], dict[str, np.ndarray]]
+
+
+def cached_activations(
+    cache: ActivationCache | None,
+    keys: dict[str, dict[str, Any]],
+    count: int,
+    extract: Extract,
+    *,
+    label: str,
+    log: logging.Logger,
+    chunk_size: int = 64,
+) -> dict[str, list[np.ndarray]]:
+    """Each layer's activations on ``count`` images, as chunks, from the cache where it has them.
+
+    ``keys`` maps each layer to its cache key; ``extract(start, stop, layers)`` runs the backbone
+    on images ``start`` … ``stop - 1`` and returns ``{layer: array}``. Without a cache (``None``)
+    everything is extracted in memory. Logs ``CACHE HIT`` or ``CACHE MISS`` with ``label``.
+    """
+    if count < 1:
+        raise DataError(f"{label}: no images to extract activations from")
+    size = cache.chunk_size if cache is not None else chunk_size
+    bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
+    if cache is None:
+        parts: dict[str, list[np.ndarray]] = {layer: [] for layer in keys}
+        for start, stop in bounds:
+            for layer, array in extract(start, stop, list(keys)).items():
+                parts[layer].append(array)
+        return parts
+    entries = {layer: cache.entry(key) for layer, key in keys.items()}
+    missing = [layer for layer, entry in entries.items() if not entry.complete]
+    if not missing:
+        log.info("CACHE HIT %s: %s", label, ", ".join(entries))
+        return {layer: entry.chunks() for layer, entry in entries.items()}
+    log.info("CACHE MISS %s: extracting %s into %s", label, ", ".join(missing), cache.root)
+    started = time.perf_counter()
+    for layer in missing:
+        cache.begin(entries[layer], keys[layer])
+    for index, (start, stop) in enumerate(bounds):
+        todo = [layer for layer in missing if not entries[layer].has_chunk(index, stop - start)]
+        if todo:
+            for layer, array in extract(start, stop, todo).items():
+                cache.write_chunk(entries[layer], index, array)
+    for layer in missing:
+        cache.finish(entries[layer], count, len(bounds), time.perf_counter() - started)
+    return {layer: entry.chunks() for layer, entry in entries.items()}

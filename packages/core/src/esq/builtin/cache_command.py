@@ -1,0 +1,141 @@
+"""``esq cache build | ls | rm``: the activation cache that ``esq run degradation`` reads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esq import Plugins, plugin_options, print_json, print_table, stderr
+
+CACHE_DIR_HELP = "Cache folder (default: $ESQ_CACHE_DIR, else ~/.cache/esq/activations)."
+
+
+@click.group("cache")
+def cache() -> None:
+    """Build, list and remove cached backbone activations."""
+
+
+def _layer(text: str) -> str | int:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+@cache.command("build")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config of esq run degradation.",
+)
+@click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="Set one option of esq run degradation.")
+@click.option("--seed", type=int, help="Seed (image crops, random initialisation, noise).")
+@click.option(
+    "--mode", type=click.Choice(["quick", "medium", "full"]), help="Sizes and layers as in esq run degradation."
+)
+@click.option("--backbone", "backbones", multiple=True, help="Backbone (repeatable).")
+@click.option("--layers", "layers", multiple=True, help="Layer name or index, each cached alone (repeatable).")
+@click.option("--images", help="builtin, synthetic, or an image folder.")
+@click.option("--n-reference", type=int, help="Clean reference images.")
+@click.option("--n-evaluation", type=int, help="Evaluation images (clean and at every degradation level).")
+@click.option("--cache-dir", help=CACHE_DIR_HELP)
+@plugin_options
+def build(
+    config_file: Path | None,
+    set_options: tuple[str, ...],
+    seed: int | None,
+    layers: tuple[str, ...],
+    plugins: Plugins,
+    **options: Any,
+) -> None:
+    """Extract and store what esq run degradation with the same options would read."""
+    from esq import RunContext, build_config, config_layers
+    from esq.builtin.pipelines.degradation.extraction import extract_backbone
+    from esq.builtin.pipelines.degradation.pipeline import build_degradations
+
+    spec = plugins.registry("pipelines").spec("degradation")
+    if layers:
+        options["layer_configs"] = {str(layer): [_layer(layer)] for layer in layers}
+    config = build_config(spec.config, config_layers(config_file, set_options, seed, **options), "degradation")
+    if not config.cache:
+        raise click.UsageError("cache = false in the config: nothing would be stored")
+    log = logging.getLogger("esq.cache")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        context = RunContext(Path.cwd(), log, plugins)
+        degradations = build_degradations(config, plugins)
+        for name in config.backbones:
+            extract_backbone(config, name, degradations, context)
+    finally:
+        log.removeHandler(handler)
+    stderr.print("cache ready: esq cache ls lists it", highlight=False)
+
+
+def _rows(entries: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        key = entry.key
+        degradation = key.get("degradation")
+        images = f"{degradation['type']} {degradation['level']}" if degradation else key.get("set", "clean")
+        info = entry.info if entry.complete else {}
+        rows.append(
+            {
+                "backbone": key.get("backbone"),
+                "layer": key.get("layer"),
+                "images": images,
+                "count": info.get("count"),
+                "shape": info.get("shape"),
+                "dtype": key.get("dtype"),
+                "MB": round(entry.size_bytes() / 2**20, 2),
+                "status": "complete" if entry.complete else f"incomplete ({len(entry.chunk_paths())} chunks)",
+                "entry": entry.directory.name,
+            }
+        )
+    return rows
+
+
+@cache.command("ls")
+@click.option("--cache-dir", help=CACHE_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_entries(cache_dir: str | None, as_json: bool) -> None:
+    """List cache entries: backbone, layer, image set, size, complete or not."""
+    from esq.builtin.cache import ActivationCache
+
+    store = ActivationCache(cache_dir)
+    rows = _rows(store.entries())
+    if as_json:
+        print_json(rows)
+    elif rows:
+        columns = [column for column in rows[0] if column != "entry"]  # the folder name: in --json
+        print_table(f"activation cache: {store.root}", rows, columns)
+    else:
+        click.echo(f"activation cache {store.root}: empty")
+
+
+@cache.command("rm")
+@click.option("--cache-dir", help=CACHE_DIR_HELP)
+@click.option("--backbone", help="Only this backbone's entries.")
+@click.option("--layer", help="Only this layer's entries.")
+@click.option("--incomplete", is_flag=True, help="Only entries a build left unfinished.")
+@click.option("--all", "everything", is_flag=True, help="Every entry (needed when no filter is given).")
+def remove(cache_dir: str | None, backbone: str | None, layer: str | None, incomplete: bool, everything: bool) -> None:
+    """Remove cache entries."""
+    from esq.builtin.cache import ActivationCache, remove_entries
+
+    if not (backbone or layer or incomplete or everything):
+        raise click.UsageError("say what to remove: --backbone, --layer, --incomplete, or --all")
+    store = ActivationCache(cache_dir)
+    chosen = [
+        entry
+        for entry in store.entries()
+        if (backbone is None or entry.key.get("backbone") == backbone)
+        and (layer is None or entry.key.get("layer") == layer)
+        and (not incomplete or not entry.complete)
+    ]
+    size = sum(entry.size_bytes() for entry in chosen)
+    removed = remove_entries(chosen)
+    click.echo(f"removed {removed} cache entries ({size / 2**20:.1f} MB) from {store.root}")

@@ -1,0 +1,1 @@
+"""Images and segmentation datasets the built-in pipelines read."""

@@ -1,0 +1,1 @@
+"""The built-in pipelines, one module or folder each."""

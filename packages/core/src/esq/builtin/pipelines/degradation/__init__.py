@@ -1,0 +1,1 @@
+"""``esq run degradation``: distribution metrics against graded image degradations."""

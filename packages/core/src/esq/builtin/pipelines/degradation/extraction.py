@@ -1,0 +1,162 @@
+"""The backbone half of ``esq run degradation`` (and of ``esq cache build``): raw activations of
+every layer the configurations need, on the reference set, the clean evaluation set and every
+degraded level, through the activation cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esq import RunContext
+
+
+def weights_identity(options: dict[str, Any]) -> Any:
+    """A weights file is known by its path, size and modification time; other values as given."""
+    weights = options.get("weights")
+    if isinstance(weights, str) and weights not in ("none", "default") and Path(weights).is_file():
+        stat = Path(weights).stat()
+        return {"path": str(Path(weights).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return weights
+
+
+def open_sets(config: Any, context: RunContext) -> tuple[Any, Any]:
+    """The reference images and the evaluation images after them (disjoint)."""
+    from esq.builtin.data.image_sets import open_images
+
+    def images(count: int, offset: int) -> Any:
+        return open_images(
+            config.images,
+            count,
+            config.image_size,
+            config.seed,
+            offset=offset,
+            on_unreadable=config.on_unreadable,
+            log=context.log,
+        )
+
+    reference, evaluation = images(config.n_references, 0), images(config.n_evaluations, config.n_references)
+    context.log.info("reference images: %s", reference.description)
+    return reference, evaluation
+
+
+class LazyBackbone:
+    """The backbone, built on first use with its random initialisation seeded by ``seed``: a run
+    that the cache answers entirely never builds it."""
+
+    def __init__(self, config: Any, name: str, backbones: Any) -> None:
+        self.config, self.name, self.backbones = config, name, backbones
+        self._backbone: Any = None
+
+    def get(self) -> Any:
+        if self._backbone is None:
+            import torch
+
+            torch.manual_seed(self.config.seed)
+            options = self.config.backbone_options.get(self.name, {})
+            self._backbone = self.backbones.create(self.name, **options).to(self.config.device).eval()
+        return self._backbone
+
+
+def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -> dict[str, Any]:
+    """What the cache keys and the layer configurations need from the backbone: its options as
+    built, its preprocessing and the layers of each configuration. Kept as a cache note, so a
+    later run reads them without building the backbone."""
+    from esq.builtin.pipelines.degradation.pipeline import layer_configs
+
+    spec = backbone.backbones.spec(name)
+    options = config.backbone_options.get(name, {})
+    request = {
+        "backbone": name,
+        "distribution": spec.distribution,
+        "version": spec.version,
+        "options": options,
+        "weights": weights_identity(options),
+        "seed": config.seed,
+        "mode": config.mode,
+        "layer_configs": config.layer_configs,
+    }
+    facts = cache.read_note(request) if cache is not None else None
+    if facts is None:
+        built = backbone.get()
+        facts = {
+            "options": dict(getattr(built, "options", options)),
+            "preprocess": repr(getattr(built, "preprocess", None)),
+            "layer_groups": layer_configs(config, built),
+        }
+        if cache is not None:
+            cache.write_note(request, facts)
+    return {**request, **facts}
+
+
+def extract_backbone(
+    config: Any, name: str, degradations: dict[str, Any], context: RunContext
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``(layer_groups, activations)``: ``activations["reference"]`` and ``["clean"]`` map each
+    layer to its chunks, ``activations[degradation][level]`` likewise."""
+    from esq.builtin.cache import ActivationCache, cached_activations
+
+    reference, evaluation = open_sets(config, context)
+    cache = ActivationCache(config.cache_dir, config.cache_dtype) if config.cache else None
+    backbone = LazyBackbone(config, name, context.registry("backbones"))
+    facts = backbone_facts(config, name, cache, backbone)
+    if facts["options"].get("weights", "none") == "none":
+        context.log.warning(
+            '%s: random-initialised weights; for pretrained ones set backbone_options.%s.weights = "default"',
+            name,
+            name,
+        )
+    identity = {
+        "backbone": name,
+        "distribution": facts["distribution"],
+        "version": facts["version"],
+        "options": facts["options"],
+        "weights": weights_identity(facts["options"]),
+        "seed": config.seed,
+        "preprocess": facts["preprocess"],
+    }
+    layer_groups = facts["layer_groups"]
+    layers = list(dict.fromkeys(layer for group in layer_groups.values() for layer in group))
+
+    def gather(label: str, images: Any, degradation: dict[str, Any] | None, load: Any) -> Any:
+        def extract(start: int, stop: int, wanted: list[str]) -> dict[str, Any]:
+            network = backbone.get()
+            batch = network.preprocess(load(start, stop))
+            features = network.features(batch, wanted, batch_size=config.batch_size)
+            return {layer: tensor.float().cpu().numpy() for layer, tensor in features.items()}
+
+        keys = {
+            layer: {
+                **identity,
+                "layer": layer,
+                "set": "reference" if images is reference else "evaluation",
+                "images": images.fingerprint,
+                "degradation": degradation,
+            }
+            for layer in layers
+        }
+        return cached_activations(cache, keys, len(images), extract, label=f"{name} {label}", log=context.log)
+
+    activations: dict[str, Any] = {
+        "reference": gather("reference", reference, None, reference.load),
+        "clean": gather("clean evaluation", evaluation, None, evaluation.load),
+    }
+    steps = [(degradation, level) for degradation in degradations for level in degradations[degradation].levels]
+    for degradation_name, level in context.progress(steps, f"{name}: degraded sets"):
+        degradation = degradations[degradation_name]
+        spec = context.registry("degradations").spec(config.degradations[degradation_name]["type"])
+        described = {
+            "type": spec.name,
+            "version": spec.version,
+            "options": getattr(degradation, "options", {}),
+            "level": level,
+            "seed": config.seed,
+        }
+
+        def load(start: int, stop: int, degradation: Any = degradation, level: Any = level) -> Any:
+            return degradation.apply(evaluation.load(start, stop), level, config.seed, first_index=start)
+
+        activations.setdefault(degradation_name, {})[level] = gather(
+            f"{degradation_name} level {level}", evaluation, described, load
+        )
+    return layer_groups, activations

@@ -1,0 +1,200 @@
+"""The metric half of ``esq run degradation``: pooled vectors from cached activations, scores per
+level, monotonicity, and the run's rows, ranking and plots. Nothing here runs a backbone."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from esq import EsqError, Results, RunContext
+
+RANKING_ROWS = 20
+
+
+def _channels(chunks: list[Any]) -> int:
+    """Channels of a layer's ``(N, C, H, W)`` maps, or the width of its ``(N, T, D)`` tokens."""
+    shape = chunks[0].shape
+    return shape[1] if len(shape) == 4 else shape[-1]
+
+
+def finite_mean(values: list[float]) -> float:
+    finite = [value for value in values if math.isfinite(value)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _too_wide(config: Any, transform: Any, width: int) -> str | None:
+    if transform.pooling == "gram" and width > config.max_gram_dim:
+        return f"skipped: Gram vectors of {width} values exceed max_gram_dim={config.max_gram_dim}"
+    final = transform.pca_dim or width
+    if final > config.max_feature_dim:
+        return f"skipped: {final} features exceed max_feature_dim={config.max_feature_dim}; add _pca to the transform"
+    return None
+
+
+def score_backbone(
+    config: Any,
+    backbone: str,
+    layer_groups: dict[str, list[str]],
+    activations: dict[str, Any],
+    entries: list[Any],
+    degradations: dict[str, Any],
+    context: RunContext,
+) -> list[dict[str, Any]]:
+    """One record per layer configuration × transform × metric entry."""
+    from esq.builtin.pipelines.degradation.feature_transforms import (
+        apply_pca,
+        parse_transform,
+        pool_chunks,
+        pooled_width,
+    )
+    from esq.builtin.pipelines.degradation.monotonicity import spearman
+
+    pooled: dict[tuple[str, Any, str, str], Any] = {}
+
+    def vectors(set_name: str, level: Any, group: list[str], pooling: str) -> Any:
+        import torch
+
+        source = activations[set_name] if level is None else activations[set_name][level]
+        parts = []
+        for layer in group:
+            key = (set_name, level, layer, pooling)
+            if key not in pooled:
+                pooled[key] = pool_chunks(source[layer], pooling)
+            parts.append(pooled[key])
+        return torch.cat(parts, dim=1)
+
+    levels = {name: list(degradation.levels) for name, degradation in degradations.items()}
+    records = []
+    for group_name, group in layer_groups.items():
+        for transform_name in config.mode_value("transforms"):
+            transform = parse_transform(transform_name, config.pca_dim)
+            width = sum(pooled_width(transform.pooling, _channels(activations["reference"][layer])) for layer in group)
+            base = {"backbone": backbone, "layers": group_name, "transform": transform_name}
+            skipped = _too_wide(config, transform, width)
+            if skipped:
+                context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, skipped)
+                records += [_record(base, entry, skipped, None, levels, {}) for entry in entries]
+                continue
+            reference = vectors("reference", None, group, transform.pooling)
+            others = {("clean", None): vectors("clean", None, group, transform.pooling)}
+            for name, values in levels.items():
+                for level in values:
+                    others[(name, level)] = vectors(name, level, group, transform.pooling)
+            if transform.pca_dim:
+                try:
+                    reference, others = apply_pca(reference, others, transform.pca_dim)
+                except EsqError as error:
+                    context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, error)
+                    records += [_record(base, entry, f"error: {error}", None, levels, {}) for entry in entries]
+                    continue
+            reference_array = reference.numpy()
+            for entry in context.progress(entries, f"{group_name} {transform_name}: metrics"):
+                scorer = context.registry("metrics").create(entry.metric, **entry.options)
+                try:
+                    scores = {
+                        key: float(scorer(reference_array, matrix.numpy()).value) for key, matrix in others.items()
+                    }
+                except EsqError as error:
+                    context.log.warning("%s %s %s %s: %s", backbone, group_name, transform_name, entry.metric, error)
+                    records.append(_record(base, entry, f"error: {error}", None, levels, {}))
+                    continue
+                curves = {
+                    name: {
+                        "levels": values,
+                        "scores": [scores[(name, level)] for level in values],
+                        "monotonicity": spearman(values, [scores[(name, level)] for level in values])
+                        if len(values) > 1
+                        else math.nan,
+                    }
+                    for name, values in levels.items()
+                }
+                records.append(_record(base, entry, "ok", scores[("clean", None)], levels, curves))
+    return records
+
+
+def _record(
+    base: dict[str, Any],
+    entry: Any,
+    status: str,
+    clean: float | None,
+    levels: dict[str, list[Any]],
+    curves: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    if not curves:
+        curves = {
+            name: {"levels": values, "scores": [math.nan] * len(values), "monotonicity": math.nan}
+            for name, values in levels.items()
+        }
+    return {
+        **base,
+        "distribution": entry.distribution,
+        "metric": entry.metric,
+        "options": entry.options,
+        "status": status,
+        "clean_score": math.nan if clean is None else clean,
+        "mean_monotonicity": finite_mean([curve["monotonicity"] for curve in curves.values()]),
+        "degradations": curves,
+    }
+
+
+def _label(record: dict[str, Any]) -> str:
+    model = "" if record["distribution"] == "-" else f" · {record['distribution']}"
+    return f"{record['backbone']} · {record['layers']} · {record['transform']}{model} · {record['metric']}"
+
+
+def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -> Results:
+    """Rank by mean monotonicity (NaN last), write the top-k plots, and build the results."""
+    from esq.builtin.pipelines.degradation.monotonicity import plot_configuration
+
+    ranked = sorted(
+        records,
+        key=lambda r: (
+            math.isnan(r["mean_monotonicity"]),
+            -(r["mean_monotonicity"] if math.isfinite(r["mean_monotonicity"]) else 0),
+        ),
+    )
+    for rank, record in enumerate(ranked, start=1):
+        record["rank"] = rank
+    plotted = [record for record in ranked if record["status"] == "ok"][: config.top_k]
+    for rank, record in enumerate(plotted, start=1):
+        title = f"#{rank}  {_label(record)}  (mean ρ = {record['mean_monotonicity']:.3f})"
+        plot_configuration(
+            context.path(f"monotonicity_top{rank}.png"), title, record["degradations"], record["clean_score"]
+        )
+    rows = [
+        {
+            "rank": record["rank"],
+            "backbone": record["backbone"],
+            "layers": record["layers"],
+            "transform": record["transform"],
+            "distribution": record["distribution"],
+            "metric": record["metric"],
+            "degradation": name,
+            "monotonicity": curve["monotonicity"],
+            "mean_monotonicity": record["mean_monotonicity"],
+            "clean_score": record["clean_score"],
+            "first_level_score": curve["scores"][0],
+            "last_level_score": curve["scores"][-1],
+            "status": record["status"],
+        }
+        for record in ranked
+        for name, curve in record["degradations"].items()
+    ]
+    table = [
+        {
+            "rank": record["rank"],
+            "configuration": _label(record),
+            "mean ρ": record["mean_monotonicity"],
+            **{name: curve["monotonicity"] for name, curve in record["degradations"].items()},
+        }
+        for record in ranked[:RANKING_ROWS]
+        if record["status"] == "ok"
+    ]
+    summary = {
+        "mode": config.mode,
+        "n_reference": config.n_references,
+        "n_evaluation": config.n_evaluations,
+        "plots": [f"monotonicity_top{rank}.png" for rank in range(1, len(plotted) + 1)],
+        "configurations": ranked,
+    }
+    return Results(rows=rows, summary=summary, table=table)

@@ -1,0 +1,1 @@
+"""``esq run similarity``: similarity metrics between original and quantized features."""

@@ -1,0 +1,124 @@
+"""Paired features for ``esq run similarity``: original and quantized, per checkpoint, or from two
+files.
+
+From a checkpoint: the frozen backbone's map (``embed``) and the map the head reads after the
+checkpoint's quantizer (and adapters), on one split of the data the checkpoint was trained on.
+Each map is pooled to vectors: ``gap`` (one per image: the spatial mean) or ``tokens`` (a seeded
+subsample of ``tokens_per_image`` positions per image, the same positions in both maps).
+
+From files: ``.npy``, ``.pt``/``.pth`` (a tensor, or a dict holding exactly one) or
+``.safetensors`` (exactly one tensor, or the one named ``features``), 2-D, rows paired.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esq import DataError
+
+FEATURE_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
+CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
+
+
+def checkpoint_files(folder: str | Path) -> list[Path]:
+    """The ``.ckpt`` and ``.pth`` files in ``folder`` (not below it), by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"checkpoints_dir {folder}: no such folder; give the folder holding .ckpt or .pth files")
+    found = sorted(path for path in folder.iterdir() if path.suffix in CHECKPOINT_SUFFIXES and path.is_file())
+    if not found:
+        raise DataError(f"checkpoints_dir {folder}: no .ckpt or .pth file in it")
+    return found
+
+
+def model_name(path: Path, taken: set[str]) -> str:
+    """The file's stem; ``last`` and ``best`` take their run folder's name (``runs/squeeze/X/checkpoints/``)."""
+    name = path.stem
+    if name in ("last", "best") and path.parent.name == "checkpoints":
+        name = f"{path.parent.parent.name}-{name}"
+    return name if name not in taken else f"{name}{path.suffix}"
+
+
+def read_features(path: str | Path, option: str) -> np.ndarray:
+    """A 2-D float array from a features file, or a ``DataError`` naming the file and option."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{option} {path}: no such file")
+    if path.suffix not in FEATURE_SUFFIXES:
+        raise DataError(f"{option} {path}: unknown format; use {', '.join(FEATURE_SUFFIXES)}")
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif path.suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            tensors = load_file(path)
+            array = tensors.get("features", next(iter(tensors.values())) if len(tensors) == 1 else None)
+            if array is None:
+                raise DataError(
+                    f"{option} {path}: holds {len(tensors)} tensors ({', '.join(sorted(tensors)[:5])}); "
+                    "store one, or name it 'features'"
+                )
+        else:
+            import torch
+
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(loaded, dict):
+                tensors = [value for value in loaded.values() if torch.is_tensor(value)]
+                if len(tensors) != 1:
+                    raise DataError(f"{option} {path}: a dict with {len(tensors)} tensors; store exactly one")
+                loaded = tensors[0]
+            if not torch.is_tensor(loaded):
+                raise DataError(f"{option} {path}: holds a {type(loaded).__name__}, not a tensor")
+            array = loaded.detach().float().numpy()
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(f"{option} {path}: cannot read it ({type(error).__name__}: {error})") from None
+    if array.ndim != 2:
+        raise DataError(f"{option} {path}: expected a 2-D (samples, features) array, got shape {array.shape}")
+    return array
+
+
+def pool_pair(original: Any, squeezed: Any, pooling: str, tokens_per_image: int, generator: Any) -> tuple[Any, Any]:
+    """``(N, C, h, w)`` maps → paired ``(N, C)`` (gap) or ``(N·t, C)`` (tokens) rows."""
+    import torch
+
+    if pooling == "gap":
+        return original.mean(dim=(2, 3)), squeezed.mean(dim=(2, 3))
+    count, channels = original.shape[:2]
+    positions = original.shape[2] * original.shape[3]
+    taken = min(tokens_per_image, positions)
+    chosen = torch.stack([torch.randperm(positions, generator=generator)[:taken] for _ in range(count)])
+    index = chosen.to(original.device).unsqueeze(1).expand(count, channels, taken)
+
+    def gather(maps: Any) -> Any:
+        return maps.flatten(2).gather(2, index).transpose(1, 2).reshape(count * taken, channels)
+
+    return gather(original), gather(squeezed)
+
+
+def checkpoint_features(
+    model: Any, dataset: Any, context: Any, *, pooling: str, tokens_per_image: int, batch_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Original and quantized pooled features of ``dataset`` through ``model`` (a SegmentationModule)."""
+    import torch
+
+    from esq.builtin.data.segmentation import segmentation_loader
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = segmentation_loader(dataset, batch_size, shuffle=False)
+    originals, squeezed = [], []
+    backbone = model.model.backbone
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for images, _ in context.progress(loader, "features", total=len(loader)):
+            features = backbone.embed(backbone.preprocess(images).to(device))
+            quantized, _ = model.model.squeezed(features)
+            pair = pool_pair(features.float(), quantized.float(), pooling, tokens_per_image, generator)
+            originals.append(pair[0].cpu())
+            squeezed.append(pair[1].cpu())
+    return torch.cat(originals).numpy(), torch.cat(squeezed).numpy()

@@ -1,0 +1,224 @@
+"""``esq run similarity``: how much a quantizer changed a backbone's embeddings, by the similarity
+metrics (CKA, PWCCA, geometry, RSA, relational, Jaccard k-NN, and any a plugin adds).
+
+Either every checkpoint in ``checkpoints_dir`` (esq's ``.ckpt``, the previous tool's ``.pth``):
+original features (the frozen backbone) against quantized ones (through the checkpoint's
+quantizer), on a split of the data it was trained on; or two feature files (``features_a``,
+``features_b``) compared as they are. Writes the previous tool's JSON (``output``: ``{model:
+{metric: value}}``), the tidy ``results.csv``, ``metrics.png`` (a bar per model in a panel per
+metric) and, with ``bootstrap`` > 0, percentile confidence intervals for every value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from esq import ConfigError, PipelineConfig, Results, RunContext
+
+
+@dataclass
+class SimilarityConfig(PipelineConfig):
+    """Options of ``esq run similarity`` (the previous ``evaluate`` command's names)."""
+
+    checkpoints_dir: str | None = field(default=None, metadata={"help": "folder of .ckpt / .pth files"})
+    features_a: str | None = field(default=None, metadata={"help": "or two feature files (.npy, .pt, .safetensors)"})
+    features_b: str | None = None
+    split: Literal["train", "val", "test", "trainval"] = "test"
+    dataset: str | None = field(default=None, metadata={"help": "None: the data each checkpoint was trained on"})
+    data_dir: str | None = field(default=None, metadata={"help": "that dataset's folder, if it moved"})
+    backbone: str | None = field(default=None, metadata={"help": "refuse checkpoints of another backbone"})
+    metrics: list[str] | None = field(default=None, metadata={"help": "None: every installed similarity metric"})
+    metric_options: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"help": "per metric, e.g. --set metric_options.jaccard_knn.k=20"}
+    )
+    pooling: Literal["gap", "tokens"] = "gap"
+    tokens_per_image: int = field(default=16, metadata={"help": "with pooling = tokens: positions drawn per image"})
+    batch_size: int = 8
+    bootstrap: int = field(default=0, metadata={"help": "bootstrap replicates for confidence intervals; 0: none"})
+    confidence: float = 0.95
+    output: str = field(default="similarity.json", metadata={"help": "the previous tool's {model: {metric: value}}"})
+    visualize: str = field(default="metrics.png", metadata={"help": "the bar chart's file name"})
+    results: str | None = field(
+        default=None, metadata={"help": "only draw and tabulate a previous similarity.json (no features)"}
+    )
+    device: str = field(default="cpu", metadata={"help": "where checkpoints extract features: cpu, cuda, cuda:1..."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from esq.builtin.pipelines.squeeze import MODEL_ALIASES
+
+        files = (self.features_a, self.features_b)
+        sources = [self.checkpoints_dir is not None, any(path is not None for path in files), self.results is not None]
+        if sum(sources) != 1:
+            raise ValueError("give one of checkpoints_dir, features_a and features_b, or results")
+        if any(path is not None for path in files) and None in files:
+            raise ValueError("features_a and features_b go together: give both files")
+        for option, least in (("tokens_per_image", 1), ("batch_size", 1), ("bootstrap", 0)):
+            if getattr(self, option) < least:
+                raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
+        for option, suffix in (("output", ".json"), ("visualize", ".png")):
+            name = getattr(self, option)
+            if "/" in name or not name.endswith(suffix):
+                raise ValueError(f"{option} {name!r}: a file name ending in {suffix} (written in the run directory)")
+        if self.backbone is not None:
+            self.backbone = MODEL_ALIASES.get(self.backbone, self.backbone)
+
+
+def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
+    """The metrics to compute: those named (checked), or every installed similarity metric;
+    ``components`` (the run's context or the loaded plugins) has ``registry(kind)``."""
+    metrics = components.registry("metrics")
+    if config.metrics is None:
+        names = [spec.name for spec in metrics.specs() if spec.kind == "similarity"]
+        if not names:
+            raise ConfigError("no similarity metric is installed: install esq-metrics, or load one with --plugin")
+        return names
+    for name in config.metrics:
+        if metrics.spec(name).kind != "similarity":
+            raise ConfigError(f"metrics: {name!r} is a {metrics.spec(name).kind} metric, not a similarity metric")
+    return list(config.metrics)
+
+
+def check(config: SimilarityConfig, plugins: Any) -> None:
+    """Before the run directory exists: each metric is installed and takes its options, and the
+    files named are there."""
+    names = metric_names(config, plugins)
+    unused = sorted(set(config.metric_options) - set(names))
+    if unused:
+        raise ConfigError(
+            f"metric_options.{unused[0]}: {unused[0]!r} is not among the metrics computed ({', '.join(names)})"
+        )
+    for name in names:
+        try:
+            plugins.registry("metrics").check(name, **config.metric_options.get(name, {}))
+        except ConfigError as error:
+            raise ConfigError(f"metric_options.{name}: {error}") from None
+    for option in ("checkpoints_dir", "features_a", "features_b", "results"):
+        path = getattr(config, option)
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{option}: {path} does not exist")
+
+
+def _with_interval(found: dict[str, Any]) -> str:
+    """``0.8899 [0.871, 0.905]``: a value and its bootstrap interval, for the table."""
+    return f"{found['value']:.4g} [{found['ci_low']:.3g}, {found['ci_high']:.3g}]"
+
+
+def _split(settings: dict[str, Any], split: str) -> Any:
+    import torch.utils.data
+
+    from esq.builtin.data.segmentation import open_segmentation
+
+    if split != "trainval":
+        return open_segmentation(**settings, split=split)
+    return torch.utils.data.ConcatDataset([open_segmentation(**settings, split=part) for part in ("train", "val")])
+
+
+def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
+    """``(model name, x, y, facts)`` for each checkpoint, or once for the two files."""
+    if config.checkpoints_dir is None:
+        from esq.builtin.pipelines.similarity.features import read_features
+
+        x, y = read_features(config.features_a, "features_a"), read_features(config.features_b, "features_b")
+        yield "features", x, y, {"features_a": config.features_a, "features_b": config.features_b}
+        return
+    from esq.builtin.pipelines.similarity.features import checkpoint_features, checkpoint_files, model_name
+    from esq.builtin.training.checkpoints import load_checkpoint
+
+    taken: set[str] = set()
+    for path in checkpoint_files(config.checkpoints_dir):
+        expected = {"backbone": config.backbone} if config.backbone else {}
+        model = load_checkpoint(path, context.plugins, **expected).to(config.device)
+        settings = {key: value for key, value in model.hparams["data"].items() if key != "split"}
+        settings.update(
+            {key: value for key, value in (("dataset", config.dataset), ("data_path", config.data_dir)) if value}
+        )
+        dataset = _split(settings, config.split)
+        name = model_name(path, taken)
+        taken.add(name)
+        context.log.info(
+            "%s: %s + %s on %d %s images",
+            name,
+            model.hparams["backbone"],
+            model.hparams["quantizer"],
+            len(dataset),
+            config.split,
+        )
+        x, y = checkpoint_features(
+            model,
+            dataset,
+            context,
+            pooling=config.pooling,
+            tokens_per_image=config.tokens_per_image,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        facts = {
+            "checkpoint": str(path),
+            "backbone": model.hparams["backbone"],
+            "quantizer": model.hparams["quantizer"],
+        }
+        yield name, x, y, {**facts, "bits_per_vector": model.bits_per_vector}
+
+
+def _replot(config: SimilarityConfig, context: RunContext) -> Results:
+    """The table and chart of a previous ``similarity.json`` (the previous ``visualize`` command)."""
+    import json
+
+    from esq import DataError
+    from esq.builtin.pipelines.similarity.scoring import plot_metrics
+
+    try:
+        document = json.loads(open(config.results, encoding="utf-8").read())
+    except (OSError, ValueError) as error:
+        raise DataError(f"results {config.results}: cannot read it as JSON ({error})") from None
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise DataError(f"results {config.results}: expected {{model: {{metric: value}}}}, as similarity.json holds")
+    rows = [
+        {"model": model, "metric": metric, "value": value, "ci_low": None, "ci_high": None}
+        for model, values in document.items()
+        for metric, value in values.items()
+    ]
+    plot_metrics(context.path(config.visualize), rows, f"similarity from {config.results}")
+    table = [{"model": model, **values} for model, values in document.items()]
+    return Results(rows=rows, summary={"results": config.results}, table=table)
+
+
+def run(config: SimilarityConfig, context: RunContext) -> Results:
+    from esq import to_json, write_atomic
+    from esq.builtin.pipelines.similarity.scoring import plot_metrics, score
+
+    if config.results is not None:
+        return _replot(config, context)
+    metrics = {
+        name: context.registry("metrics").create(name, **config.metric_options.get(name, {}))
+        for name in metric_names(config, context)
+    }
+    rows, previous, table, models = [], {}, [], {}
+    for name, x, y, facts in _pairs(config, context):
+        models[name] = {**facts, "samples": len(x), "dims": [x.shape[1], y.shape[1]]}
+        previous[name] = {}
+        wide: dict[str, Any] = {"model": name}
+        for metric_name, metric in metrics.items():
+            found = score(metric, x, y, config.bootstrap, config.confidence, config.seed)
+            previous[name][metric_name] = found["value"]
+            wide[metric_name] = found["value"] if found["ci_low"] is None else _with_interval(found)
+            rows.append(
+                {
+                    "model": name,
+                    "metric": metric_name,
+                    **{k: found[k] for k in ("value", "ci_low", "ci_high")},
+                    "samples": len(x),
+                }
+            )
+            models[name].setdefault("details", {})[metric_name] = found["details"]
+        table.append(wide)
+    write_atomic(context.path(config.output), to_json(previous) + "\n")
+    plot_metrics(
+        context.path(config.visualize), rows, f"similarity of original and quantized features ({config.split})"
+    )
+    return Results(rows=rows, summary={"models": models, "output": config.output}, table=table)

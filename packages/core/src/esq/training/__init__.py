@@ -1,1 +1,0 @@
-"""Training segmentation heads and quantizers on frozen backbones with Lightning."""
