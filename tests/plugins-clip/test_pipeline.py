@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
-from esq.cli.main import make_cli
 from esq.builtin.data.image_sets import synthetic_image
+from esq.cli.main import make_cli
 
 SMALL_MODEL = ["vision_model=RN50", "text_model=RBT3-chinese", "batch_size=8"]
 TEXTS = [

@@ -21,12 +21,12 @@ from esq.console import stderr
 from esq.errors import CheckpointError, ConfigError, DataError, EsqError, PluginError, UnknownNameError
 from esq.files import open_atomic, to_json, write_atomic
 from esq.hookspecs import hookimpl
-from esq.lazy import lazy
+from esq.lazy_import import lazy
 from esq.names import did_you_mean
 from esq.options import WithOptions, options_of
 from esq.output import print_json, print_table
 from esq.plugins import Plugins, core_version, load_plugins
-from esq.registry import KINDS, Registry, check_options
+from esq.registries import KINDS, Registry, check_options
 from esq.results import Results, RunContext
 from esq.runner import share_run_directory
 from esq.specs import (
@@ -37,6 +37,7 @@ from esq.specs import (
     QuantizerSpec,
     RetrieverSpec,
 )
+from esq.topk import TopKIndex, exact_top_k
 from esq.validation import (
     as_matrix,
     check_bool,
@@ -81,6 +82,7 @@ __all__ = [
     "Results",
     "RetrieverSpec",
     "RunContext",
+    "TopKIndex",
     "UnknownNameError",
     "WithOptions",
     "__version__",
@@ -93,6 +95,7 @@ __all__ = [
     "check_options",
     "config_layers",
     "did_you_mean",
+    "exact_top_k",
     "hookimpl",
     "lazy",
     "load_plugins",
