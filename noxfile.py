@@ -1,4 +1,7 @@
-"""The test matrix. `make test` (or `.venv/bin/nox`) runs every session below.
+"""The test matrix. `make test` (or `.venv/bin/nox`) runs every session below, and each test once:
+`tests(<package>)` runs `tests/<package>` with only that package (and core) installed; `all`, with
+everything installed, runs `tests/integration` and every package's doctests; `lint` runs ruff, the
+import-linter contracts (root pyproject.toml) and the import-cycle count.
 
 Sessions share one torch installation (scripts/torch-env.sh) through a .pth file, and reuse
 their virtualenvs: a session reinstalls only when a pyproject.toml it uses has changed.
@@ -68,15 +71,16 @@ def tests(session: nox.Session, package: str) -> None:
     """One package's tests with only that package (and core) installed."""
     projects = [package_path("core")] + ([package_path(package)] if package != "core" else [])
     prepare(session, *projects)
-    session.run("pytest", f"tests/{package}", "--doctest-modules", f"packages/{package}/src", *session.posargs)
+    session.run("pytest", f"tests/{package}", *session.posargs)
 
 
 @nox.session(name="all", python=PYTHON)
 def all_packages(session: nox.Session) -> None:
-    """Every package installed together: the whole suite, doctests included."""
+    """Every package installed together: the integration tests and every package's doctests (the
+    per-package tests ran in their own sessions)."""
     prepare(session, *map(package_path, PACKAGES))
     sources = [f"packages/{name}/src" for name in PACKAGES]
-    session.run("pytest", "tests", "--doctest-modules", *sources, *session.posargs)
+    session.run("pytest", "tests/integration", "--doctest-modules", *sources, *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -96,7 +100,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    prepare(session, tools=(TOOLS["ruff"],))
+    """ruff (lint and formatting), the layer contracts of DESIGN.md (import-linter reads the sources,
+    so nothing needs installing) and the number of import cycles, which must be 0."""
+    prepare(session, tools=(TOOLS["ruff"], TOOLS["import-linter"]))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    sources = ":".join(str(ROOT / path) for path in [*(f"packages/{name}/src" for name in PACKAGES), f"{EXAMPLE}/src"])
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": sources})
+    session.run("python", "scripts/import_cycles.py", "--check", env={"PYTHONPATH": sources})

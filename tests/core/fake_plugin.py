@@ -247,7 +247,12 @@ def esq_quantizers() -> list[QuantizerSpec]:
 def esq_backbones() -> list[BackboneSpec]:
     return [
         BackboneSpec(name="tiny", factory=tiny_backbone, summary="One conv layer"),
-        BackboneSpec(name="tiny_segmenter", factory=tiny_segmenter, summary="Frozen conv, trainable 1×1 head"),
+        BackboneSpec(
+            name="tiny_segmenter",
+            factory=tiny_segmenter,
+            summary="Frozen conv, trainable 1×1 head",
+            task="segmentation",
+        ),
     ]
 
 

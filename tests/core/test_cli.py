@@ -157,7 +157,6 @@ BAD_INPUT = [
     (["run", "echo", "--plugin", FAKE, "--set", "rows"], "--set 'rows': expected KEY=VALUE"),
     (["run", "echo", "--plugin", FAKE, "--set", "rows=many"], "--set rows: expected int, got 'many'"),
     (["run", "echo", "--plugin", "missing_dir/plugin.py"], "--plugin missing_dir/plugin.py: no such file"),
-    (["list", "--plugin", "no:esq"], "core cannot be blocked"),
     (
         ["run", "demo", "--backbone", "tiny_segmenter", "--plugin", FAKE, "--set", "quantizers=roundng"],
         "unknown quantizer 'roundng' (did you mean",

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from esq.builtin.pipelines.degradation.feature_transforms import (
+    Transform,
+    apply_pca,
+    parse_transform,
+    pool_chunks,
+    pooled_width,
+)
 from esq.errors import ConfigError
-from esq.builtin.pipelines.degradation.feature_transforms import Transform, apply_pca, parse_transform, pool_chunks, pooled_width
 
 torch = pytest.importorskip("torch")
 

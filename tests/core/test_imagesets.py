@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
 import esq.builtin.data.image_sets  # noqa: E402
-from esq.errors import ConfigError, DataError  # noqa: E402
 from esq.builtin.data.image_sets import IMAGE_EXTENSIONS, open_images, synthetic_image  # noqa: E402
+from esq.errors import ConfigError, DataError  # noqa: E402
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -121,7 +121,9 @@ def test_the_builtin_description_counts_what_this_set_holds():
 
 
 def test_builtin_skips_a_photograph_that_fails_to_load(monkeypatch, caplog):
-    monkeypatch.setattr(esq.builtin.data.image_sets, "_PHOTOS", (("scikit-image", "no_such_photo"), ("scikit-image", "camera")))
+    monkeypatch.setattr(
+        esq.builtin.data.image_sets, "_PHOTOS", (("scikit-image", "no_such_photo"), ("scikit-image", "camera"))
+    )
     with caplog.at_level(logging.WARNING, logger="esq.builtin.data.image_sets"):
         images = open_images("builtin", count=3, size=16)
     assert images.description == "builtin: 3 crops of 1 photograph (scikit-image) + 0 synthetic, 16 px"

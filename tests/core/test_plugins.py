@@ -36,10 +36,10 @@ def test_entry_point_plugin_is_found_with_its_distribution_and_version(install_p
     assert by_name(plugins, "esq-acme").status == "loaded"
 
 
-def test_core_registers_its_pipelines_as_a_builtin_plugin():
+def test_core_registers_its_pipelines_through_its_own_entry_point():
     plugins = load_plugins(environ={})
     core = by_name(plugins, "esq")
-    assert (core.source, core.distribution) == ("builtin", "esq-core")
+    assert (core.source, core.distribution, core.plugin.__name__) == ("entry point", "esq-core", "esq.builtin.plugin")
     assert plugins.registry("pipelines").spec("demo").distribution == "esq-core"
 
 
@@ -104,9 +104,10 @@ def test_blocking_by_distribution_name_with_underscores_works(install_plugin):
     assert load_plugins(["no:esq_acme"]).registry("quantizers").names() == []
 
 
-def test_core_cannot_be_blocked():
-    with pytest.raises(PluginError, match="core cannot be blocked"):
-        load_plugins(["no:esq"])
+def test_core_builtins_can_be_blocked_like_any_plugin():
+    plugins = load_plugins(["no:esq-core"])
+    assert by_name(plugins, "esq").status == "blocked"
+    assert "demo" not in plugins.registry("pipelines")
 
 
 def test_plugin_file_loads_for_one_call():

@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from esq.errors import ConfigError, DataError  # noqa: E402
 from esq.builtin.pooling import PCA, flatten, gap, gram, pool  # noqa: E402
+from esq.errors import ConfigError, DataError  # noqa: E402
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import esq
 import fake_plugin
 from esq import ConfigError, MetricSpec, PluginError, QuantizerSpec, UnknownNameError
-from esq.registry import Registry
+from esq.registries import Registry
 from esq.specs import PipelineSpec
 from esq.testing import registry_of
 

@@ -12,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
-from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
 from esq.builtin.data.segmentation import (  # noqa: E402
     SegmentationDataset,
     _shape,
@@ -21,6 +20,7 @@ from esq.builtin.data.segmentation import (  # noqa: E402
     segmentation_loader,
     synthetic_segmentation,
 )
+from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
 
 WHOLE_POOL = {"val_fraction": 0.0, "test_fraction": 0.0}
 

@@ -15,7 +15,6 @@ from torchmetrics.classification import (  # noqa: E402
     MulticlassJaccardIndex,
 )
 
-from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
 from esq.builtin.training.losses import LOSSES, segmentation_loss  # noqa: E402
 from esq.builtin.training.segmentation_metrics import (  # noqa: E402
     CodebookUsage,
@@ -23,6 +22,7 @@ from esq.builtin.training.segmentation_metrics import (  # noqa: E402
     codebook_usage,
     per_sample_iou,
 )
+from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
 
 IGNORE = 255
 

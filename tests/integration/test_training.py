@@ -15,10 +15,10 @@ import torch
 from click.testing import CliRunner
 
 import esq
-from esq.cli.main import make_cli
-from esq.errors import CheckpointError
 from esq.builtin.data.segmentation import open_segmentation
 from esq.builtin.training.segmentation_metrics import SegmentationScores
+from esq.cli.main import make_cli
+from esq.errors import CheckpointError
 
 SMALL = ["--synthetic-size", "30", "--image-size", "32", "--batch-size", "8", "--lr", "1e-3", "--epochs", "1"]
 

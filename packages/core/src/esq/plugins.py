@@ -88,8 +88,8 @@ class Plugins:
         return next(info for info in self.infos if info.plugin is plugin)
 
     def registry(self, kind: str) -> Any:
-        """The registry of ``kind``, built on first use (see ``esq.registry``)."""
-        from esq.registry import Registry
+        """The registry of ``kind``, built on first use (see ``esq.registries``)."""
+        from esq.registries import Registry
 
         if kind not in self._registries:
             self._registries[kind] = Registry.build(kind, self.loaded())

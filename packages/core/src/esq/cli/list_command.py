@@ -9,7 +9,7 @@ import click
 from esq.commands import plugin_options
 from esq.output import print_json, print_table
 from esq.plugins import Plugins
-from esq.registry import KINDS
+from esq.registries import KINDS
 
 
 def component_rows(registry: Any) -> list[dict[str, Any]]:

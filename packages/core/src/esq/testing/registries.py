@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from esq.plugins import PluginInfo, admit, new_manager
-from esq.registry import Registry
+from esq.registries import Registry
 
 
 def registry_of(kind: str, *plugins: object) -> Registry:

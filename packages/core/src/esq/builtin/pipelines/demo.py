@@ -100,8 +100,8 @@ def check(config: DemoConfig, plugins: Any) -> None:
 
 def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) -> tuple[dict[str, Any], Any]:
     """Train one model in ``<run>/<label>/``; its test row and the best checkpoint's model."""
+    from esq.builtin.checkpoints import load_checkpoint
     from esq.builtin.pipelines.squeeze import BaselineConfig
-    from esq.builtin.training.checkpoints import load_checkpoint
     from esq.builtin.training.trainer import train
 
     settings = BaselineConfig(

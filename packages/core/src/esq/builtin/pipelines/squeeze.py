@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from esq import ConfigError, PipelineConfig, Results, RunContext
+from esq.builtin.compat import backbone_name, refuse_clearml, run_name
 from esq.builtin.pipelines.components import check_loggers, check_quantizer, check_segmentation_backbone
 from esq.builtin.training import NO_QUANTIZER
-
-# the previous tools' --model choices
-MODEL_ALIASES = {"vit": "vit_b_32", "deeplab": "deeplabv3_resnet50"}
 
 
 @dataclass
@@ -62,10 +60,9 @@ class BaselineConfig(PipelineConfig):
     use_clearml: bool = field(default=False, metadata={"help": "not supported: use the mlflow logger"})
 
     def __post_init__(self) -> None:
-        if self.experiment_name and not self.name:
-            self.name = self.experiment_name
+        self.name = run_name(self.name, self.experiment_name)
         super().__post_init__()
-        self.model = MODEL_ALIASES.get(self.model, self.model)
+        self.model = backbone_name(self.model)
         for option in ("epochs", "batch_size", "num_nodes", "image_size"):
             if getattr(self, option) < 1:
                 raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
@@ -73,11 +70,6 @@ class BaselineConfig(PipelineConfig):
             raise ValueError(f"num_workers must be at least 0, got {self.num_workers}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.use_clearml:
-            raise ValueError(
-                "use_clearml: esq does not log to ClearML; --logger mlflow logs to MLflow under project_name and "
-                "task_name (CSV and TensorBoard logs are always on by default)"
-            )
 
     def data_settings(self) -> dict[str, Any]:
         """What ``open_segmentation`` takes, as stored in checkpoints."""
@@ -120,6 +112,7 @@ def check_baseline(config: BaselineConfig, plugins: Any) -> None:
     """Before the run directory exists: the backbone segments and takes its options, the loggers
     are installed, and a checkpoint to resume from is there."""
     check_segmentation_backbone(plugins.registry("backbones"), config.model, config.backbone_options, "model")
+    refuse_clearml(config.use_clearml)
     check_loggers(config.loggers)
     if config.resume is not None and not Path(config.resume).is_file():
         raise ConfigError(f"resume: no checkpoint at {config.resume}; give the last.ckpt of an earlier run")

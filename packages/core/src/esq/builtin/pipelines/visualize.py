@@ -31,7 +31,7 @@ class VisualizeConfig(PipelineConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from esq.builtin.pipelines.squeeze import MODEL_ALIASES
+        from esq.builtin.compat import backbone_name
 
         for option in ("vq_checkpoint", "baseline_checkpoint"):
             if not getattr(self, option):
@@ -40,7 +40,7 @@ class VisualizeConfig(PipelineConfig):
             if getattr(self, option) < least:
                 raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
         if self.model is not None:
-            self.model = MODEL_ALIASES.get(self.model, self.model)
+            self.model = backbone_name(self.model)
 
 
 def _data(config: VisualizeConfig, hparams: dict[str, Any]) -> Any:
@@ -95,7 +95,7 @@ def run(config: VisualizeConfig, context: RunContext) -> Results:
     import torch
 
     from esq import CheckpointError
-    from esq.builtin.training.checkpoints import load_checkpoint
+    from esq.builtin.checkpoints import load_checkpoint
     from esq.builtin.training.figures import plot_samples
 
     expected = {"backbone": config.model} if config.model else {}

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from esq import ConfigError, Results, RunContext, share_run_directory
 from esq.builtin.data.segmentation import check_masks, open_segmentation, segmentation_loader
-from esq.builtin.training.checkpoints import check_matches, read_checkpoint
+from esq.builtin.training.checkpoint_state import check_matches, read_checkpoint
 from esq.builtin.training.module import SegmentationModule
 
 SCORES = ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median", "codebook_usage", "perplexity")

@@ -58,12 +58,25 @@ class LazyBackbone:
         return self._backbone
 
 
+def layer_configs(config: Any, backbone: Any) -> dict[str, list[str]]:
+    """The layer configurations for ``backbone``: as configured, or the mode's choice: quick the
+    default layer; medium three depths (a third of the way, two thirds, the default layer);
+    full every layer alone and those three together."""
+    if config.layer_configs is not None:
+        return {name: backbone.resolve_layers(list(layers)) for name, layers in config.layer_configs.items()}
+    names = backbone.layers()
+    depths = list(dict.fromkeys([names[len(names) // 3], names[2 * len(names) // 3], backbone.default_layer]))
+    if config.mode == "quick":
+        return {backbone.default_layer: [backbone.default_layer]}
+    if config.mode == "medium":
+        return {layer: [layer] for layer in depths}
+    return {**{layer: [layer] for layer in names}, "aggregated_" + "+".join(depths): depths}
+
+
 def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -> dict[str, Any]:
     """What the cache keys and the layer configurations need from the backbone: its options as
     built, its preprocessing and the layers of each configuration. Kept as a cache note, so a
     later run reads them without building the backbone."""
-    from esq.builtin.pipelines.degradation.pipeline import layer_configs
-
     spec = backbone.backbones.spec(name)
     options = config.backbone_options.get(name, {})
     request = {

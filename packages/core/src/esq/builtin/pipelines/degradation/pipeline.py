@@ -212,21 +212,6 @@ def build_degradations(config: DegradationConfig, components: Any) -> dict[str, 
     return built
 
 
-def layer_configs(config: DegradationConfig, backbone: Any) -> dict[str, list[str]]:
-    """The layer configurations for ``backbone``: as configured, or the mode's choice: quick the
-    default layer; medium three depths (a third of the way, two thirds, the default layer);
-    full every layer alone and those three together."""
-    if config.layer_configs is not None:
-        return {name: backbone.resolve_layers(list(layers)) for name, layers in config.layer_configs.items()}
-    names = backbone.layers()
-    depths = list(dict.fromkeys([names[len(names) // 3], names[2 * len(names) // 3], backbone.default_layer]))
-    if config.mode == "quick":
-        return {backbone.default_layer: [backbone.default_layer]}
-    if config.mode == "medium":
-        return {layer: [layer] for layer in depths}
-    return {**{layer: [layer] for layer in names}, "aggregated_" + "+".join(depths): depths}
-
-
 def run(config: DegradationConfig, context: RunContext) -> Results:
     from esq.builtin.pipelines.degradation.extraction import extract_backbone
     from esq.builtin.pipelines.degradation.scoring import score_backbone, summarise

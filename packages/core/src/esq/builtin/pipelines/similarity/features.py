@@ -42,11 +42,17 @@ def model_name(path: Path, taken: set[str]) -> str:
     return name if name not in taken else f"{name}{path.suffix}"
 
 
-def read_features(path: str | Path, option: str) -> np.ndarray:
-    """A 2-D float array from a features file, or a ``DataError`` naming the file and option."""
+def feature_file(path: str | Path, option: str) -> Path:
+    """``path`` if it is a file, or a ``DataError`` naming it and the option that gave it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{option} {path}: no such file")
+    return path
+
+
+def read_features(path: str | Path, option: str) -> np.ndarray:
+    """A 2-D float array from a features file, or a ``DataError`` naming the file and option."""
+    path = feature_file(path, option)
     if path.suffix not in FEATURE_SUFFIXES:
         raise DataError(f"{option} {path}: unknown format; use {', '.join(FEATURE_SUFFIXES)}")
     try:

@@ -12,7 +12,6 @@ metric) and, with ``bootstrap`` > 0, percentile confidence intervals for every v
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from esq import ConfigError, PipelineConfig, Results, RunContext
@@ -47,7 +46,7 @@ class SimilarityConfig(PipelineConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from esq.builtin.pipelines.squeeze import MODEL_ALIASES
+        from esq.builtin.compat import backbone_name
 
         files = (self.features_a, self.features_b)
         sources = [self.checkpoints_dir is not None, any(path is not None for path in files), self.results is not None]
@@ -65,7 +64,7 @@ class SimilarityConfig(PipelineConfig):
             if "/" in name or not name.endswith(suffix):
                 raise ValueError(f"{option} {name!r}: a file name ending in {suffix} (written in the run directory)")
         if self.backbone is not None:
-            self.backbone = MODEL_ALIASES.get(self.backbone, self.backbone)
+            self.backbone = backbone_name(self.backbone)
 
 
 def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
@@ -86,6 +85,15 @@ def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
 def check(config: SimilarityConfig, plugins: Any) -> None:
     """Before the run directory exists: each metric is installed and takes its options, and the
     files named are there."""
+    from esq.builtin.pipelines.similarity.features import checkpoint_files, feature_file
+
+    if config.checkpoints_dir is not None:
+        checkpoint_files(config.checkpoints_dir)
+    for option in ("features_a", "features_b", "results"):
+        if getattr(config, option) is not None:
+            feature_file(getattr(config, option), option)
+    if config.results is not None:
+        return
     names = metric_names(config, plugins)
     unused = sorted(set(config.metric_options) - set(names))
     if unused:
@@ -97,10 +105,6 @@ def check(config: SimilarityConfig, plugins: Any) -> None:
             plugins.registry("metrics").check(name, **config.metric_options.get(name, {}))
         except ConfigError as error:
             raise ConfigError(f"metric_options.{name}: {error}") from None
-    for option in ("checkpoints_dir", "features_a", "features_b", "results"):
-        path = getattr(config, option)
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"{option}: {path} does not exist")
 
 
 def _with_interval(found: dict[str, Any]) -> str:
@@ -126,8 +130,8 @@ def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
         x, y = read_features(config.features_a, "features_a"), read_features(config.features_b, "features_b")
         yield "features", x, y, {"features_a": config.features_a, "features_b": config.features_b}
         return
+    from esq.builtin.checkpoints import load_checkpoint
     from esq.builtin.pipelines.similarity.features import checkpoint_features, checkpoint_files, model_name
-    from esq.builtin.training.checkpoints import load_checkpoint
 
     taken: set[str] = set()
     for path in checkpoint_files(config.checkpoints_dir):

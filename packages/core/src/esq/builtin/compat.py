@@ -1,4 +1,9 @@
-"""The previous tool's raw ``.pth`` files, loaded into esq's ``SegmentationModule``.
+"""Compatibility with the previous tools, in one place: their option spellings and names, and
+their raw ``.pth`` checkpoints.
+
+- ``--model vit`` / ``deeplab`` (``MODEL_ALIASES``) name ``vit_b_32`` / ``deeplabv3_resnet50``;
+  ``experiment_name`` is the run's ``name``; ``use_clearml`` is refused with the way to MLflow.
+- The previous tool's ``.pth`` files load into esq's ``SegmentationModule`` (``module_from_legacy``).
 
 Such a file is a dict:
 
@@ -22,12 +27,18 @@ rest, e.g. FSQ ``levels``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from esq import CheckpointError, ConfigError
+from esq.builtin.training import NO_QUANTIZER
 
-from esq import CheckpointError
-from esq.builtin.training.module import NO_QUANTIZER, SegmentationModule
+if TYPE_CHECKING:
+    import torch
+
+    from esq.builtin.training.module import SegmentationModule
+
+# the previous tools' --model choices
+MODEL_ALIASES = {"vit": "vit_b_32", "deeplab": "deeplabv3_resnet50"}
 
 LEGACY_KEYS = (
     "method",
@@ -41,6 +52,25 @@ LEGACY_KEYS = (
 )
 NO_QUANTIZER_METHODS = ("baseline", "none", None)
 PREFIXES = ("module.", "model.")
+
+
+def backbone_name(name: str) -> str:
+    """The registered backbone a previous tool's ``--model`` means (``vit`` -> ``vit_b_32``)."""
+    return MODEL_ALIASES.get(name, name)
+
+
+def run_name(name: str, experiment_name: str) -> str:
+    """The run's ``name``: the previous tools called it ``experiment_name``."""
+    return name or experiment_name
+
+
+def refuse_clearml(use_clearml: bool) -> None:
+    """The previous tool logged to ClearML; esq does not, and says what to use instead."""
+    if use_clearml:
+        raise ConfigError(
+            "use_clearml: esq does not log to ClearML; --logger mlflow logs to MLflow under project_name and "
+            "task_name (CSV and TensorBoard logs are always on by default)"
+        )
 
 
 def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -116,7 +146,8 @@ def module_from_legacy(
     quantizer_options: dict[str, Any] | None = None,
 ) -> SegmentationModule:
     """The previous tool's ``.pth`` as a ``SegmentationModule`` in eval mode."""
-    from esq.builtin.training.checkpoints import check_matches, module_from_state
+    from esq.builtin.training.checkpoint_state import check_matches, module_from_state
+    from esq.builtin.training.module import SegmentationModule
 
     path = Path(path)
     missing = [key for key in ("method", "backbone_state_dict", "classifier_state_dict") if key not in checkpoint]
