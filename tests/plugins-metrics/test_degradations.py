@@ -74,7 +74,7 @@ def test_each_degradation_passes_the_conformance_checks(name):
 def test_imagenet_c_levels_are_its_severities_and_pass_the_checks(name, levels):
     degradation = create(name, levels="imagenet_c")
     assert list(degradation.levels) == pytest.approx(levels)
-    assert degradation.options == {"levels": list(degradation.levels)}
+    assert degradation.options == {"levels": degradation.levels}
     check_degradation(esq.registry("degradations").spec(name), levels="imagenet_c")
 
 
@@ -82,7 +82,7 @@ def test_blur_contrast_takes_imagenet_c_blur_and_contrast_pairs():
     options = {"sigmas": [1, 2, 3, 4, 6], "contrast_factors": [0.4, 0.3, 0.2, 0.1, 0.05]}
     degradation = create("blur_contrast", **options)
     assert degradation.levels == (1, 2, 3, 4, 5)
-    assert degradation.options == {"levels": [1, 2, 3, 4, 5], **options}
+    assert degradation.options == {"levels": (1, 2, 3, 4, 5), **{key: tuple(value) for key, value in options.items()}}
     check_degradation(esq.registry("degradations").spec("blur_contrast"), **options)
 
 
@@ -335,7 +335,7 @@ def test_what_is_not_an_image_batch_is_a_data_error(name, images, message):
 
 @pytest.mark.parametrize("seed", [-1, 1.5, None])
 def test_a_bad_seed_is_a_config_error(seed):
-    with pytest.raises(ConfigError, match="seed must be an integer ≥ 0"):
+    with pytest.raises(ConfigError, match="seed must be an integer.* at least 0"):
         create("gaussian_noise").apply(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 5, seed=seed)
 
 

@@ -13,7 +13,8 @@ import esq
 import esq_metrics
 from esq import ConfigError, DataError
 from esq.testing import check_metric
-from esq_metrics.density import GMMNLL, KDENLL, GMMMahalanobis, squared_mahalanobis
+from esq_metrics.gmm import GMMNLL, GMMMahalanobis, squared_mahalanobis
+from esq_metrics.kde import KDENLL
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -163,15 +164,19 @@ def test_kde_nll_equals_a_hand_computation(bandwidth, h):
 @pytest.mark.parametrize(
     ("factory", "options", "message"),
     [
-        (GMMMahalanobis, {"covariance_type": "fulll"}, "covariance_type must be one of full, tied, diag, spherical"),
+        (
+            GMMMahalanobis,
+            {"covariance_type": "fulll"},
+            "covariance_type must be one of 'full', 'tied', 'diag', 'spherical'",
+        ),
         (GMMNLL, {"covariance_type": "FULL"}, "covariance_type must be one of"),
-        (GMMNLL, {"n_components": 0}, "n_components must be an integer of at least 1"),
+        (GMMNLL, {"n_components": 0}, "n_components must be an integer.* at least 1"),
         (GMMMahalanobis, {"n_components": 2.5}, "n_components"),
-        (GMMNLL, {"reg_covar": -1e-6}, "reg_covar must be a finite number of at least 0"),
+        (GMMNLL, {"reg_covar": -1e-6}, "reg_covar must be a finite number at least 0"),
         (GMMNLL, {"max_iter": 0}, "max_iter"),
         (GMMMahalanobis, {"seed": -3}, "seed"),
-        (KDENLL, {"bandwidth": 0.0}, "bandwidth must be a positive number or one of scott, silverman"),
-        (KDENLL, {"bandwidth": "auto"}, "bandwidth must be a positive number or one of scott, silverman"),
+        (KDENLL, {"bandwidth": 0.0}, "bandwidth must be a finite number greater than 0"),
+        (KDENLL, {"bandwidth": "auto"}, "bandwidth must be one of 'scott', 'silverman'"),
         (KDENLL, {"bandwidth": float("inf")}, "bandwidth"),
     ],
 )

@@ -13,18 +13,12 @@ from hypothesis import strategies as st
 
 from esq import ConfigError, DataError, MetricSpec
 from esq.testing import check_metric
-from esq_metrics.similarity_pairwise import (
-    RSA,
-    Geometry,
-    JaccardKNN,
-    Relational,
-    doubled_average_ranks,
-    geometry,
-    jaccard_knn,
-    nearest_neighbours,
-    relational,
-    rsa,
-)
+from esq_metrics import geometry, jaccard_knn, relational, rsa
+from esq_metrics.geometry import Geometry
+from esq_metrics.jaccard_knn import JaccardKNN, nearest_neighbours
+from esq_metrics.ranks import doubled_average_ranks
+from esq_metrics.relational import Relational
+from esq_metrics.rsa import RSA
 
 METRICS = {"geometry": Geometry, "rsa": RSA, "relational": Relational, "jaccard_knn": JaccardKNN}
 FUNCTIONS = {"geometry": geometry, "rsa": rsa, "relational": relational, "jaccard_knn": jaccard_knn}

@@ -10,12 +10,11 @@ import pytest
 
 from esq import ConfigError, DataError, MetricSpec
 from esq.testing import check_metric
-from esq_metrics import topological
+from esq_metrics import topological, topological_geometry_score
 from esq_metrics.topological import (
     TopologicalGeometryScore,
     relative_living_times,
     relative_living_times_sample,
-    topological_geometry_score,
     witness_h1_intervals,
 )
 

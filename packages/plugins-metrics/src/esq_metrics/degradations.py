@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from esq import ConfigError, DataError
+from esq import ConfigError, DataError, WithOptions, check_int
 
 # ITU-R 601-2 luma, the weights of PIL's convert("L") that ImageEnhance.Contrast averages.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -151,13 +151,13 @@ def nearest_indices(size_in: int, size_out: int) -> torch.Tensor:
     return ((2 * torch.arange(size_out) + 1) * size_in) // (2 * size_out)
 
 
-class ImageDegradation:
+class ImageDegradation(WithOptions):
     """What the five degradations share: ``levels`` (a preset name or numbers), ``options``,
     and ``apply``, which checks the level, the images and the seed before degrading.
 
     >>> blur = GaussianBlur(levels="imagenet_c")
     >>> blur.options
-    {'levels': [1, 2, 3, 4, 6]}
+    {'levels': (1, 2, 3, 4, 6)}
     >>> GaussianBlur(**blur.options).levels
     (1, 2, 3, 4, 6)
     """
@@ -169,11 +169,6 @@ class ImageDegradation:
     def __init__(self, levels: Sequence[float] | str = "reference") -> None:
         self.levels = self._resolve_levels(levels)
 
-    @property
-    def options(self) -> dict[str, Any]:
-        """The options this degradation was built with; ``type(d)(**d.options)`` rebuilds it."""
-        return {"levels": list(self.levels)}
-
     def apply(self, images: torch.Tensor, level: float, seed: int = 0, *, first_index: int = 0) -> torch.Tensor:
         """``images`` degraded at ``level``, in their own shape, dtype and device.
 
@@ -183,12 +178,11 @@ class ImageDegradation:
         """
         value = self._check_level(level)
         check_images(self.name, images)
-        for what, number in (("seed", seed), ("first_index", first_index)):
-            if not isinstance(number, numbers.Integral) or isinstance(number, bool) or number < 0:
-                raise ConfigError(f"{self.name}: {what} must be an integer ≥ 0, got {number!r}")
+        seed = check_int(self.name, "seed", seed, minimum=0)
+        first_index = check_int(self.name, "first_index", first_index, minimum=0)
         if images.shape[0] == 0:
             return images.clone()
-        return self._degrade(images, value, int(seed), int(first_index))
+        return self._degrade(images, value, seed, first_index)
 
     def _degrade(self, images: torch.Tensor, level: float, seed: int, first_index: int) -> torch.Tensor:
         raise NotImplementedError
@@ -369,14 +363,6 @@ class BlurContrast(ImageDegradation):
             order = "non-decreasing" if increasing else "non-increasing"
             raise ConfigError(f"{self.name}: {what} {parsed} must be {order}, so that later steps are more severe")
         return tuple(parsed)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {
-            "levels": list(self.levels),
-            "sigmas": list(self.sigmas),
-            "contrast_factors": list(self.contrast_factors),
-        }
 
     def step(self, level: float) -> tuple[float, float]:
         """(σ, contrast factor) at ``level``, interpolated between whole steps."""

@@ -8,47 +8,47 @@ INF = float("inf")
 SIMILARITY_METRICS = [
     (
         "cka",
-        "similarity_feature:CKA",
+        "cka:CKA",
         "Centered kernel alignment, linear (or RBF, debiased), in feature space",
         (-1.0, 1.0),
     ),
     (
         "pwcca",
-        "similarity_feature:PWCCA",
+        "pwcca:PWCCA",
         "Projection-weighted CCA, as Google's SVCCA reference computes it",
         (0.0, 1.0),
     ),
-    ("geometry", "similarity_pairwise:Geometry", "Spearman correlation of the same pairs' distances", (-1.0, 1.0)),
-    ("rsa", "similarity_pairwise:RSA", "Spearman correlation of the RDMs (1 − Pearson between samples)", (-1.0, 1.0)),
+    ("geometry", "geometry:Geometry", "Spearman correlation of the same pairs' distances", (-1.0, 1.0)),
+    ("rsa", "rsa:RSA", "Spearman correlation of the RDMs (1 − Pearson between samples)", (-1.0, 1.0)),
     (
         "relational",
-        "similarity_pairwise:Relational",
+        "relational:Relational",
         "RKD distance relation: Pearson of mean-normalised pairwise distances",
         (-1.0, 1.0),
     ),
-    ("jaccard_knn", "similarity_pairwise:JaccardKNN", "Mean Jaccard index of the k-NN sets (cosine, k 10)", (0.0, 1.0)),
+    ("jaccard_knn", "jaccard_knn:JaccardKNN", "Mean Jaccard index of the k-NN sets (cosine, k 10)", (0.0, 1.0)),
 ]
 DISTRIBUTION_METRICS = [
-    ("fid", "distribution:FID", "Fréchet distance between Gaussian fits (symmetric eigen square root)", (0.0, INF)),
+    ("fid", "fid:FID", "Fréchet distance between Gaussian fits (symmetric eigen square root)", (0.0, INF)),
     (
         "kid",
-        "distribution:KID",
+        "kid:KID",
         "Kernel inception distance: unbiased MMD², cubic polynomial kernel, subsets",
         (-INF, INF),
     ),
     (
         "cmmd",
-        "distribution:CMMD",
+        "cmmd:CMMD",
         "MMD² with a Gaussian RBF kernel (σ 10) on L2-normalised embeddings, ×1000",
         (-INF, INF),
     ),
     (
         "gmm_mahalanobis",
-        "density:GMMMahalanobis",
+        "gmm:GMMMahalanobis",
         "Mean Mahalanobis distance to the closest component of a GMM fitted on the reference",
         (0.0, INF),
     ),
-    ("gmm_nll", "density:GMMNLL", "Mean negative log-likelihood under a GMM fitted on the reference", (-INF, INF)),
+    ("gmm_nll", "gmm:GMMNLL", "Mean negative log-likelihood under a GMM fitted on the reference", (-INF, INF)),
     (
         "topological_geometry_score",
         "topological:TopologicalGeometryScore",
@@ -57,7 +57,7 @@ DISTRIBUTION_METRICS = [
     ),
     (
         "kde_nll",
-        "density:KDENLL",
+        "kde:KDENLL",
         "Mean negative log-likelihood under a Gaussian KDE fitted on the reference",
         (-INF, INF),
     ),

@@ -3,23 +3,21 @@
 Khrulkov & Oseledets 2018, "Geometry Score: A Method For Comparing Generative Adversarial
 Networks" (ICML), following the authors' reference code (github.com/KhrulkovV/geometry-score,
 ``gs/utils.py`` and ``gs/geom_score.py``). Unpaired: ``(reference: N×d, other: M×d)``, checked
-with :func:`esq.validation.two_samples`, in float64. The persistent homology comes from ``gudhi``,
+with :func:`esq.two_samples`, in float64. The persistent homology comes from ``gudhi``,
 an optional dependency (``pip install 'esq-metrics[topology]'``) imported only when the metric is
 built or called.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from esq import ConfigError, DataError, MetricResult
-from esq import two_samples
+from esq import ConfigError, DataError, MetricResult, WithOptions, check_int, check_number, two_samples
+from esq_metrics.fingerprint import fingerprint
 
 NAME = "topological_geometry_score"
 
@@ -30,18 +28,6 @@ def _gudhi() -> ModuleType:
     except ImportError as error:
         raise ConfigError(f"{NAME} needs gudhi, which is not installed: pip install 'esq-metrics[topology]'") from error
     return gudhi
-
-
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{NAME}: {name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{NAME}: {name} must be a finite number above 0, got {value!r}")
-    return float(value)
 
 
 def _living_times(intervals: Any, alpha_max: float, i_max: int) -> np.ndarray:
@@ -123,7 +109,7 @@ def relative_living_times_sample(
     return rlts
 
 
-class TopologicalGeometryScore:
+class TopologicalGeometryScore(WithOptions):
     """Geometry Score (Khrulkov & Oseledets 2018): squared L2 distance between mean RLTs of H1.
 
     For each cloud X and each of ``n_repetitions`` draws of ``n_landmarks`` random landmarks L
@@ -172,23 +158,13 @@ class TopologicalGeometryScore:
         n_repetitions: int = 100,
         seed: int = 0,
     ) -> None:
-        self.n_landmarks = _integer("n_landmarks", n_landmarks, 3)
-        self.gamma = _positive("gamma", gamma)
-        self.i_max = _integer("i_max", i_max, 1)
-        self.n_repetitions = _integer("n_repetitions", n_repetitions, 1)
-        self.seed = _integer("seed", seed, 0)
+        self.n_landmarks = check_int(NAME, "n_landmarks", n_landmarks, minimum=3)
+        self.gamma = check_number(NAME, "gamma", gamma, minimum=0, exclusive=("minimum",))
+        self.i_max = check_int(NAME, "i_max", i_max, minimum=1)
+        self.n_repetitions = check_int(NAME, "n_repetitions", n_repetitions, minimum=1)
+        self.seed = check_int(NAME, "seed", seed, minimum=0)
         _gudhi()
         self._reference_rlts: tuple[tuple, np.ndarray] | None = None
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {
-            "n_landmarks": self.n_landmarks,
-            "gamma": self.gamma,
-            "i_max": self.i_max,
-            "n_repetitions": self.n_repetitions,
-            "seed": self.seed,
-        }
 
     def _rlts(self, points: np.ndarray) -> np.ndarray:
         return relative_living_times_sample(
@@ -196,7 +172,7 @@ class TopologicalGeometryScore:
         )
 
     def _reference(self, reference: np.ndarray) -> np.ndarray:
-        key = (reference.shape, hashlib.blake2b(np.ascontiguousarray(reference).data).hexdigest())
+        key = fingerprint(reference)
         if self._reference_rlts is None or self._reference_rlts[0] != key:
             self._reference_rlts = (key, self._rlts(reference))
         return self._reference_rlts[1]
@@ -221,14 +197,3 @@ class TopologicalGeometryScore:
                 "beyond_i_max_other": beyond_other,
             },
         )
-
-
-def topological_geometry_score(reference: Any, other: Any, **options: Any) -> float:
-    """The plain-function form of :class:`TopologicalGeometryScore`: returns the float.
-
-    >>> angles = np.linspace(0, 2 * np.pi, 200, endpoint=False)
-    >>> circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    >>> topological_geometry_score(circle, 3 * circle, n_landmarks=16, gamma=1 / 8, n_repetitions=5)
-    0.0
-    """
-    return TopologicalGeometryScore(**options)(reference, other).value

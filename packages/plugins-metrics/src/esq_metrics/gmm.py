@@ -1,46 +1,31 @@
-"""Scores of a sample under a density fitted on the reference: GMM Mahalanobis, GMM NLL, KDE NLL.
+"""GMM scores: the mean Mahalanobis distance to the closest component, and the mean negative
+log-likelihood, of a sample under a Gaussian mixture fitted on the reference.
 
-Each metric takes ``(reference: N×d, other: M×d)``, checks both with
-:func:`esq.validation.two_samples`, fits a scikit-learn density on ``reference`` in float64 and
-scores ``other`` with it; lower is closer. The component returns ``MetricResult(value, details)``;
-the plain function of the same name returns the float.
+The mixture is scikit-learn's ``GaussianMixture`` (EM; Dempster, Laird & Rubin 1977, "Maximum
+Likelihood from Incomplete Data via the EM Algorithm", JRSS B). Takes ``(reference: N×d, other:
+M×d)``, checked with :func:`esq.two_samples`, fits on ``reference`` in float64 and scores
+``other``; lower is closer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import KernelDensity
 
-from esq import ConfigError, DataError, MetricResult
-from esq import two_samples
+from esq import DataError, MetricResult, WithOptions, check_choice, check_int, check_number, two_samples
+from esq_metrics.fingerprint import fingerprint
 
 log = logging.getLogger("esq.metrics")
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-BANDWIDTH_RULES = ("scott", "silverman")
 
 
-def _integer(metric: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{metric}: {name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _non_negative(metric: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{metric}: {name} must be a finite number of at least 0, got {value!r}")
-    return float(value)
-
-
-class _FittedMixture:
+class FittedMixture(WithOptions):
     """Options, validation and the fit shared by the two GMM metrics.
 
     The mixture fitted on the last reference is kept (keyed by the reference's shape and a hash of
@@ -58,26 +43,12 @@ class _FittedMixture:
         max_iter: int = 100,
         seed: int = 0,
     ) -> None:
-        self.n_components = _integer(self.name, "n_components", n_components, 1)
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ConfigError(
-                f"{self.name}: covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}"
-            )
-        self.covariance_type = covariance_type
-        self.reg_covar = _non_negative(self.name, "reg_covar", reg_covar)
-        self.max_iter = _integer(self.name, "max_iter", max_iter, 1)
-        self.seed = _integer(self.name, "seed", seed, 0)
+        self.n_components = check_int(self.name, "n_components", n_components, minimum=1)
+        self.covariance_type = check_choice(self.name, "covariance_type", covariance_type, COVARIANCE_TYPES)
+        self.reg_covar = check_number(self.name, "reg_covar", reg_covar, minimum=0)
+        self.max_iter = check_int(self.name, "max_iter", max_iter, minimum=1)
+        self.seed = check_int(self.name, "seed", seed, minimum=0)
         self._fitted: tuple[tuple, GaussianMixture] | None = None
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {
-            "n_components": self.n_components,
-            "covariance_type": self.covariance_type,
-            "reg_covar": self.reg_covar,
-            "max_iter": self.max_iter,
-            "seed": self.seed,
-        }
 
     def fit(self, reference: np.ndarray) -> GaussianMixture:
         """The mixture fitted on ``reference`` (a checked float64 matrix), reused when unchanged."""
@@ -86,7 +57,7 @@ class _FittedMixture:
                 f"{self.name}: n_components={self.n_components} needs at least {self.n_components} reference "
                 f"rows, got {len(reference)}; lower n_components or give more reference samples"
             )
-        key = (reference.shape, hashlib.blake2b(np.ascontiguousarray(reference).data).hexdigest())
+        key = fingerprint(reference)
         if self._fitted is not None and self._fitted[0] == key:
             return self._fitted[1]
         mixture = GaussianMixture(
@@ -134,7 +105,7 @@ def squared_mahalanobis(mixture: GaussianMixture, points: np.ndarray) -> np.ndar
     return distances
 
 
-class GMMMahalanobis(_FittedMixture):
+class GMMMahalanobis(FittedMixture):
     """Mean Mahalanobis distance of ``other`` to the closest component of a GMM fitted on ``reference``.
 
     A scikit-learn ``GaussianMixture`` (``n_components`` components, ``covariance_type`` full,
@@ -164,18 +135,7 @@ class GMMMahalanobis(_FittedMixture):
         return MetricResult(float(np.sqrt(closest).mean()), self._details(mixture))
 
 
-def gmm_mahalanobis(reference: Any, other: Any, **options: Any) -> float:
-    """The plain-function form of :class:`GMMMahalanobis`: returns the float.
-
-    >>> import numpy as np
-    >>> reference = np.random.default_rng(0).normal(size=(500, 2))
-    >>> round(gmm_mahalanobis(reference, np.zeros((2, 2)), n_components=1), 1)
-    0.1
-    """
-    return GMMMahalanobis(**options)(reference, other).value
-
-
-class GMMNLL(_FittedMixture):
+class GMMNLL(FittedMixture):
     """Mean negative log-likelihood of ``other`` under a GMM fitted on ``reference``.
 
     The mixture is fitted as for :class:`GMMMahalanobis`; the value is
@@ -196,64 +156,3 @@ class GMMNLL(_FittedMixture):
         reference, other = two_samples(reference, other)
         mixture = self.fit(reference)
         return MetricResult(float(-mixture.score_samples(other).mean()), self._details(mixture))
-
-
-def gmm_nll(reference: Any, other: Any, **options: Any) -> float:
-    """The plain-function form of :class:`GMMNLL`: returns the float.
-
-    >>> import numpy as np
-    >>> reference = np.random.default_rng(0).normal(size=(2000, 1))
-    >>> round(gmm_nll(reference, reference, n_components=1), 2)  # a standard normal: ½ log 2πe ≈ 1.42
-    1.42
-    """
-    return GMMNLL(**options)(reference, other).value
-
-
-class KDENLL:
-    """Mean negative log-likelihood of ``other`` under a Gaussian KDE fitted on ``reference``.
-
-    scikit-learn's ``KernelDensity`` with a Gaussian kernel of bandwidth h:
-    p(x) = (1/N) Σⱼ N(x; rⱼ, h²I), value = −(1/M) Σᵢ log p(oᵢ) in nats. ``bandwidth`` is a positive
-    number or a rule as scikit-learn computes it: ``"scott"`` h = N^(−1/(d+4)), ``"silverman"``
-    h = (N(d+2)/4)^(−1/(d+4)). Those rules assume unit-variance features (scikit-learn does not
-    scale them by the data's spread, unlike ``scipy.stats.gaussian_kde``): standardise the features
-    first, or give a number. ``details["bandwidth"]`` is the h used.
-
-    >>> import numpy as np
-    >>> reference = np.random.default_rng(0).normal(size=(500, 2))
-    >>> metric = KDENLL(bandwidth="silverman")
-    >>> metric(reference, reference + 3.0).value > metric(reference, reference).value
-    True
-    """
-
-    def __init__(self, bandwidth: float | str = "scott") -> None:
-        if isinstance(bandwidth, str):
-            valid = bandwidth in BANDWIDTH_RULES
-        else:
-            valid = not isinstance(bandwidth, bool) and isinstance(bandwidth, int | float) and 0 < bandwidth < math.inf
-        if not valid:
-            raise ConfigError(
-                f"kde_nll: bandwidth must be a positive number or one of {', '.join(BANDWIDTH_RULES)}, "
-                f"got {bandwidth!r}"
-            )
-        self.bandwidth: float | str = bandwidth if isinstance(bandwidth, str) else float(bandwidth)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"bandwidth": self.bandwidth}
-
-    def __call__(self, reference: Any, other: Any) -> MetricResult:
-        reference, other = two_samples(reference, other)
-        density = KernelDensity(kernel="gaussian", bandwidth=self.bandwidth).fit(reference)
-        return MetricResult(float(-density.score_samples(other).mean()), {"bandwidth": float(density.bandwidth_)})
-
-
-def kde_nll(reference: Any, other: Any, **options: Any) -> float:
-    """The plain-function form of :class:`KDENLL`: returns the float.
-
-    >>> import numpy as np
-    >>> reference = np.random.default_rng(0).normal(size=(500, 2))
-    >>> kde_nll(reference, reference + 3.0, bandwidth=0.5) > kde_nll(reference, reference, bandwidth=0.5)
-    True
-    """
-    return KDENLL(**options)(reference, other).value
