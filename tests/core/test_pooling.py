@@ -1,11 +1,11 @@
-"""Pooling against plain NumPy formulas: GAP, flattening, Gram upper triangle, PCA."""
+"""Pooling against plain NumPy formulas: GAP, Gram upper triangle, PCA."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from esq.builtin.pooling import PCA, flatten, gap, gram, pool  # noqa: E402
+from esq.builtin.pooling import PCA, gap, gram, pool  # noqa: E402
 from esq.errors import ConfigError, DataError  # noqa: E402
 
 
@@ -21,11 +21,6 @@ def test_gap_is_the_mean_over_positions(maps):
 def test_gap_of_tokens_is_the_mean_token():
     tokens = torch.randn(2, 7, 5, dtype=torch.float64)
     np.testing.assert_allclose(gap(tokens).numpy(), tokens.numpy().mean(axis=1))
-
-
-def test_flatten_keeps_every_position(maps):
-    assert flatten(maps).shape == (3, 4 * 5 * 6)
-    np.testing.assert_array_equal(flatten(maps)[1].numpy(), maps[1].numpy().ravel())
 
 
 def test_gram_is_the_upper_triangle_of_channel_products_over_positions(maps):
@@ -51,7 +46,7 @@ def test_pool_concatenates_layers_in_order(maps):
 
 
 def test_pool_rejects_unknown_methods_and_shapes(maps):
-    with pytest.raises(ConfigError, match="unknown pooling 'max'; choose one of gap, flatten, gram"):
+    with pytest.raises(ConfigError, match="unknown pooling 'max'; choose one of gap, gram"):
         pool(maps, "max")
     with pytest.raises(DataError, match=r"got shape \(3, 4\)"):
         pool(maps[:, :, 0, 0], "gap")

@@ -17,9 +17,7 @@ from torchmetrics.classification import (  # noqa: E402
 
 from esq.builtin.training.losses import LOSSES, segmentation_loss  # noqa: E402
 from esq.builtin.training.segmentation_metrics import (  # noqa: E402
-    CodebookUsage,
     SegmentationScores,
-    codebook_usage,
     per_sample_iou,
 )
 from esq.errors import ConfigError, DataError, UnknownNameError  # noqa: E402
@@ -231,9 +229,9 @@ def test_an_option_of_another_loss_is_rejected_with_the_accepted_ones():
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("focal", {"gamma": -1.0}, "`gamma` expected a number >= 0"),
+        ("focal", {"gamma": -1.0}, "loss: gamma must be a finite number at least 0"),
         ("focal", {"alpha": [1.0, 2.0]}, "`alpha` expected None, a number or 4 per-class weights"),
-        ("dice", {"smooth": "1"}, "`smooth` expected a number >= 0"),
+        ("dice", {"smooth": "1"}, "loss: smooth must be a finite number at least 0"),
         ("ce", {"num_classes": 0}, "`num_classes` expected an integer >= 1"),
     ],
 )
@@ -497,47 +495,3 @@ def test_a_process_that_saw_no_batch_sends_float64_sample_ious():
     with pytest.warns(UserWarning, match="called before the ``update``"):
         idle_rank.compute()
     assert [tensor.dtype for tensor in gather.sent] == [torch.long, torch.float64]
-
-
-# Codebook usage
-
-
-@pytest.mark.parametrize("codebook_size", [1, 7, 256])
-def test_uniform_codes_have_perplexity_equal_to_the_codebook_size(codebook_size):
-    codes = torch.arange(codebook_size).repeat(3).view(3, -1)
-    result = codebook_usage(codes, codebook_size)
-    assert result["usage"] == 1.0
-    assert result["perplexity"] == pytest.approx(codebook_size, rel=1e-12)
-
-
-def test_a_single_code_has_perplexity_one():
-    result = codebook_usage(torch.full((4, 5), 3), codebook_size=16)
-    assert result == {"usage": 1 / 16, "perplexity": 1.0}
-
-
-def test_perplexity_is_the_exponential_of_the_natural_log_entropy():
-    codes = torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(0))
-    probabilities = np.bincount(codes.numpy(), minlength=32) / 50
-    used = probabilities[probabilities > 0]
-    result = codebook_usage(codes, codebook_size=32)
-    assert result["usage"] == pytest.approx(len(used) / 32, abs=1e-12)
-    assert result["perplexity"] == pytest.approx(math.exp(-(used * np.log(used)).sum()), rel=1e-12)
-
-
-def test_accumulated_usage_equals_usage_of_all_codes_at_once():
-    codes = torch.randint(0, 10, (3, 40), generator=torch.Generator().manual_seed(1))
-    usage = CodebookUsage(codebook_size=12)
-    for part in codes:
-        usage.update(part)
-    assert usage.compute() == pytest.approx(codebook_usage(codes, codebook_size=12), abs=1e-12)
-
-
-def test_no_codes_use_nothing_and_have_no_perplexity():
-    result = codebook_usage(torch.empty(0, dtype=torch.long), codebook_size=4)
-    assert result["usage"] == 0.0 and math.isnan(result["perplexity"])
-
-
-@pytest.mark.parametrize("codes", [torch.tensor([0, 4]), torch.tensor([-1, 0])])
-def test_codes_outside_the_codebook_are_data_errors(codes):
-    with pytest.raises(DataError, match=r"`codes` must lie in \[0, 4\)"):
-        codebook_usage(codes, codebook_size=4)

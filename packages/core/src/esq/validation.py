@@ -9,7 +9,7 @@ Each check returns the value it accepted and raises ``ConfigError`` (options) or
 >>> check_int("vq", "codebook_size", 1, minimum=2)
 Traceback (most recent call last):
 ...
-esq.errors.ConfigError: vq: codebook_size must be an integer of at least 2, got 1
+esq.errors.ConfigError: vq: codebook_size must be an integer at least 2, got 1
 >>> check_number("kid", "epsilon", 0.5, minimum=0, maximum=1, exclusive=("maximum",))
 0.5
 >>> check_choice("gmm", "covariance_type", "ful", ("full", "diag"))
@@ -69,7 +69,7 @@ def check_int(
     >>> check_int("rvq", "num_quantizers", True, minimum=1)
     Traceback (most recent call last):
     ...
-    esq.errors.ConfigError: rvq: num_quantizers must be an integer of at least 1, got True
+    esq.errors.ConfigError: rvq: num_quantizers must be an integer at least 1, got True
     """
     exclusive = tuple(exclusive)
     if (

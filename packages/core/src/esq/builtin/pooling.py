@@ -5,7 +5,6 @@ one such tensor, or a ``{layer: tensor}`` mapping (an aggregated tap, concatenat
 an ``(N, F)`` matrix:
 
 - ``gap``: the global average over positions, ``F = C`` (for tokens: the mean token);
-- ``flatten``: every position kept, ``F = C·H·W`` (``T·D``);
 - ``gram``: the Gram matrix of channels over positions, ``G = Φ Φᵀ / (H·W)`` with ``Φ`` the
   ``C × H·W`` map, upper triangle with the diagonal, ``F = C(C+1)/2`` (Gatys et al. 2016's style
   representation; for tokens the channels are the ``D`` token dimensions and positions the ``T``
@@ -30,7 +29,7 @@ from typing import Any
 
 from esq import ConfigError, DataError
 
-POOLINGS = ("gap", "flatten", "gram")
+POOLINGS = ("gap", "gram")
 
 
 def _channels_by_positions(features: Any) -> Any:
@@ -47,12 +46,6 @@ def gap(features: Any) -> Any:
     return _channels_by_positions(features).mean(dim=2)
 
 
-def flatten(features: Any) -> Any:
-    """Every position kept: ``(N, C·H·W)`` or ``(N, T·D)``."""
-    _channels_by_positions(features)  # checks the shape
-    return features.reshape(features.shape[0], -1)
-
-
 def gram(features: Any) -> Any:
     """Upper triangle (with the diagonal) of ``Φ Φᵀ / positions``: ``(N, C(C+1)/2)``."""
     import torch
@@ -64,7 +57,7 @@ def gram(features: Any) -> Any:
     return matrix[:, rows, columns]
 
 
-_FUNCTIONS = {"gap": gap, "flatten": flatten, "gram": gram}
+_FUNCTIONS = {"gap": gap, "gram": gram}
 
 
 def pool(features: Any, method: str = "gap") -> Any:

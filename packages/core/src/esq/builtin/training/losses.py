@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from esq import ConfigError, DataError, UnknownNameError, did_you_mean
+from esq import ConfigError, DataError, UnknownNameError, check_number, did_you_mean
 
 LOSSES = ("ce", "dice", "focal", "combined")
 
@@ -122,12 +122,6 @@ def _focal(pixels: _Pixels, gamma: float, class_weights: Tensor | None) -> Tenso
     return _masked_mean(losses, pixels.valid)
 
 
-def _check_non_negative(name: str, value: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-        raise ConfigError(f"loss option `{name}` expected a number >= 0, got {value!r}")
-    return float(value)
-
-
 class SegmentationLoss(nn.Module):
     """Base class: ``loss(logits, target)`` with logits ``(N, C, H, W)`` and labels ``(N, H, W)``."""
 
@@ -192,7 +186,7 @@ class DiceLoss(SegmentationLoss):
 
     def __init__(self, num_classes: int, ignore_index: int = 255, smooth: float = 1.0) -> None:
         super().__init__(num_classes, ignore_index)
-        self.smooth = _check_non_negative("smooth", smooth)
+        self.smooth = check_number("loss", "smooth", smooth, minimum=0)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """``logits``: ``b c h w``, ``target``: ``b h w`` → scalar."""
@@ -224,7 +218,7 @@ class FocalLoss(SegmentationLoss):
         alpha: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__(num_classes, ignore_index)
-        self.gamma = _check_non_negative("gamma", gamma)
+        self.gamma = check_number("loss", "gamma", gamma, minimum=0)
         self.alpha = _check_alpha(alpha, num_classes)
         weights = None if self.alpha is None else torch.tensor(self.alpha, dtype=torch.float64)
         # Not persistent: the weights come from the options, not from a checkpoint.
@@ -239,9 +233,9 @@ def _check_alpha(alpha: float | Sequence[float] | None, num_classes: int) -> tup
     if alpha is None:
         return None
     if isinstance(alpha, int | float) and not isinstance(alpha, bool):
-        return (_check_non_negative("alpha", alpha),) * num_classes
+        return (check_number("loss", "alpha", alpha, minimum=0),) * num_classes
     if isinstance(alpha, Sequence) and not isinstance(alpha, str) and len(alpha) == num_classes:
-        return tuple(_check_non_negative("alpha", weight) for weight in alpha)
+        return tuple(check_number("loss", "alpha", weight, minimum=0) for weight in alpha)
     raise ConfigError(
         f"loss option `alpha` expected None, a number or {num_classes} per-class weights (num_classes), got {alpha!r}"
     )
@@ -260,8 +254,8 @@ class CombinedLoss(SegmentationLoss):
         self, num_classes: int, ignore_index: int = 255, dice_weight: float = 1.0, smooth: float = 1.0
     ) -> None:
         super().__init__(num_classes, ignore_index)
-        self.dice_weight = _check_non_negative("dice_weight", dice_weight)
-        self.smooth = _check_non_negative("smooth", smooth)
+        self.dice_weight = check_number("loss", "dice_weight", dice_weight, minimum=0)
+        self.smooth = check_number("loss", "smooth", smooth, minimum=0)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """``logits``: ``b c h w``, ``target``: ``b h w`` → scalar."""

@@ -14,7 +14,7 @@ turned into ratios in float64:
 
 ``SegmentationScores`` accumulates over batches (and over processes under DDP) and gives the
 dataset-level ``mean_iou``, ``per_class_iou`` and ``pixel_accuracy`` plus the mean and median
-of ``per_sample_iou``. ``codebook_usage`` and ``CodebookUsage`` measure a quantizer's codes.
+of ``per_sample_iou``.
 
 Agreement with torchmetrics 1.9 (``tests/core/test_training_metrics.py`` checks it):
 
@@ -52,13 +52,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from esq import ConfigError, DataError
-
-
-def _check_count(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"`{name}` expected an integer >= 1, got {value!r}")
-    return value
+from esq import DataError, check_int
 
 
 def _check_integer_tensor(name: str, value: Any) -> Tensor:
@@ -126,7 +120,7 @@ def per_sample_iou(predictions: Tensor, target: Tensor, num_classes: int, ignore
     >>> per_sample_iou(predictions, target, num_classes=4)  # sample 2: (1/2 + 1/2) / 2
     tensor([1.0000, 0.5000], dtype=torch.float64)
     """
-    _check_count("num_classes", num_classes)
+    check_int("per_sample_iou", "num_classes", num_classes, minimum=1)
     confusion = _confusion_matrices(predictions, target, num_classes, ignore_index)
     return _iou_per_class(confusion, ignore_index).nanmean(dim=-1)
 
@@ -171,10 +165,8 @@ class SegmentationScores(Metric):
 
     def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.num_classes = _check_count("num_classes", num_classes)
-        if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
-            raise ConfigError(f"`ignore_index` expected an integer, got {ignore_index!r}")
-        self.ignore_index = ignore_index
+        self.num_classes = check_int("SegmentationScores", "num_classes", num_classes, minimum=1)
+        self.ignore_index = check_int("SegmentationScores", "ignore_index", ignore_index)
         self.add_state("confusion_matrix", torch.zeros(num_classes, num_classes, dtype=torch.long), "sum")
         self.add_state("sample_iou", [], "cat")
 
@@ -204,67 +196,3 @@ class SegmentationScores(Metric):
             "sample_iou_mean": float(samples.nanmean()),
             "sample_iou_median": _nan_median(samples),
         }
-
-
-def _usage_from_counts(counts: Tensor) -> dict[str, float]:
-    total = counts.sum()
-    if not total:
-        return {"usage": 0.0, "perplexity": math.nan}
-    probabilities = counts.double() / total.double()
-    used = probabilities > 0
-    entropy = -(probabilities[used] * probabilities[used].log()).sum()
-    return {"usage": float(used.double().mean()), "perplexity": float(entropy.exp())}
-
-
-def _code_counts(codes: Tensor, codebook_size: int) -> Tensor:
-    codes = _check_integer_tensor("codes", codes).flatten()
-    found = _out_of_range(codes, codebook_size)
-    if found:
-        raise DataError(f"`codes` must lie in [0, {codebook_size}) (codebook_size); found {found}")
-    return torch.bincount(codes, minlength=codebook_size)
-
-
-def codebook_usage(codes: Tensor, codebook_size: int) -> dict[str, float]:
-    """How much of a codebook ``codes`` (any shape) use: ``usage`` and ``perplexity``.
-
-    ``usage`` is the fraction of the ``codebook_size`` entries used at least once.
-    ``perplexity`` is ``exp(H)`` with ``H = −Σ_k q_k ln q_k`` the entropy of the empirical
-    distribution ``q`` of the codes: ``codebook_size`` when every entry is used equally often, 1
-    when a single entry is used; NaN (and ``usage`` 0) for no codes. For a residual quantizer,
-    call it once per level.
-
-    >>> import torch
-    >>> codebook_usage(torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]), codebook_size=8)
-    {'usage': 0.5, 'perplexity': 4.0}
-    """
-    return _usage_from_counts(_code_counts(codes, _check_count("codebook_size", codebook_size)))
-
-
-class CodebookUsage(Metric):
-    """``codebook_usage`` accumulated over batches (and summed across processes under DDP).
-
-    >>> import torch
-    >>> usage = CodebookUsage(codebook_size=4)
-    >>> usage.update(torch.tensor([0, 0]))
-    >>> usage.update(torch.tensor([1, 1]))
-    >>> usage.compute()
-    {'usage': 0.5, 'perplexity': 2.0}
-    """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    counts: Tensor
-
-    def __init__(self, codebook_size: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.codebook_size = _check_count("codebook_size", codebook_size)
-        self.add_state("counts", torch.zeros(codebook_size, dtype=torch.long), "sum")
-
-    def update(self, codes: Tensor) -> None:
-        """Count one batch of codes, any shape."""
-        self.counts += _code_counts(codes, self.codebook_size)
-
-    def compute(self) -> dict[str, float]:
-        """``usage`` and ``perplexity`` of every code seen since the last ``reset``."""
-        return _usage_from_counts(self.counts)

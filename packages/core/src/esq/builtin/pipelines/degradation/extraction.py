@@ -35,7 +35,8 @@ def open_sets(config: Any, context: RunContext) -> tuple[Any, Any]:
             log=context.log,
         )
 
-    reference, evaluation = images(config.n_references, 0), images(config.n_evaluations, config.n_references)
+    n_reference, n_evaluation = config.mode_value("n_reference"), config.mode_value("n_evaluation")
+    reference, evaluation = images(n_reference, 0), images(n_evaluation, n_reference)
     context.log.info("reference images: %s", reference.description)
     return reference, evaluation
 

@@ -16,22 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks from 1, ties sharing their average rank."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    result = np.empty(len(values))
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        stop = start + 1
-        while stop < len(values) and sorted_values[stop] == sorted_values[start]:
-            stop += 1
-        result[order[start:stop]] = (start + stop + 1) / 2  # mean of ranks start+1 … stop
-        start = stop
-    return result
+from scipy import stats
 
 
 def spearman(levels: Sequence[float], scores: Sequence[float]) -> float:
@@ -44,10 +29,9 @@ def spearman(levels: Sequence[float], scores: Sequence[float]) -> float:
         raise ValueError(f"spearman needs two equally long sequences of at least 2, got {len(levels)}, {len(scores)}")
     if not all(math.isfinite(score) for score in scores):
         return math.nan
-    a, b = ranks(levels), ranks(scores)
-    a, b = a - a.mean(), b - b.mean()
-    denominator = math.sqrt(float(a @ a) * float(b @ b))
-    return round(float(a @ b) / denominator, 12) if denominator > 0 else 0.0
+    if np.ptp(np.asarray(scores, dtype=np.float64)) == 0 or np.ptp(np.asarray(levels, dtype=np.float64)) == 0:
+        return 0.0
+    return round(float(stats.spearmanr(levels, scores).statistic), 12)
 
 
 def plot_configuration(path: Path, title: str, curves: dict[str, dict[str, Any]], clean: float | None = None) -> Path:

@@ -104,7 +104,7 @@ class DegradationConfig(PipelineConfig):
         ):
             if getattr(self, option) < least:
                 raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
-        if self.n_references < 2 or self.n_evaluations < 2:
+        if self.mode_value("n_reference") < 2 or self.mode_value("n_evaluation") < 2:
             raise ValueError("n_reference and n_evaluation must be at least 2")
         if not self.backbones:
             raise ValueError("backbones is empty; name at least one (esq list backbones)")
@@ -119,14 +119,6 @@ class DegradationConfig(PipelineConfig):
     def mode_value(self, option: str) -> Any:
         value = getattr(self, option)
         return MODES[self.mode][option] if value is None else value
-
-    @property
-    def n_references(self) -> int:
-        return self.mode_value("n_reference")
-
-    @property
-    def n_evaluations(self) -> int:
-        return self.mode_value("n_evaluation")
 
 
 @dataclass(frozen=True)

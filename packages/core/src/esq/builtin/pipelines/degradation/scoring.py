@@ -192,8 +192,8 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
     ]
     summary = {
         "mode": config.mode,
-        "n_reference": config.n_references,
-        "n_evaluation": config.n_evaluations,
+        "n_reference": config.mode_value("n_reference"),
+        "n_evaluation": config.mode_value("n_evaluation"),
         "plots": [f"monotonicity_top{rank}.png" for rank in range(1, len(plotted) + 1)],
         "configurations": ranked,
     }
