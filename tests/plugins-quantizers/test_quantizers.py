@@ -18,7 +18,7 @@ SMALL = {
     "rvq": {"codebook_size": 8, "num_quantizers": 3},
     "residual_fsq": {"levels": [5, 3], "num_quantizers": 2},
     "simvq": {"codebook_size": 16},
-    "none": {},
+    "identity": {},
 }
 
 
@@ -45,7 +45,7 @@ def test_each_quantizer_passes_the_conformance_checks(name):
         ("rvq", {"num_quantizers": 4, "codebook_size": 256}, 32.0),
         ("residual_fsq", {"num_quantizers": 3, "levels": [8, 5, 5, 5]}, 3 * (3 + 3 * math.log2(5))),
         ("simvq", {"codebook_size": 1024}, 10.0),
-        ("none", {}, 32.0 * 768),
+        ("identity", {}, 32.0 * 768),
     ],
 )
 def test_bits_per_vector_are_exact(name, options, bits):
@@ -168,7 +168,7 @@ def test_codes_lie_in_the_codebook_and_eval_loss_is_zero(name):
     quantizer = create(name, **SMALL[name]).eval()
     output = quantizer(features(2, 50, 16))
     assert output.loss.item() == 0.0
-    if name != "none":
+    if name != "identity":
         assert 0 <= int(output.codes.min()) and int(output.codes.max()) < quantizer.code_radix
 
 
@@ -197,8 +197,32 @@ def test_usage_stats_average_levels_and_ignore_dropped_codes():
     }
 
 
-def test_none_accepts_bottleneck_dim_and_returns_a_copy():
-    quantizer = create("none", bottleneck_dim=64)
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_usage_stats_are_counted_in_eval_only(name):
+    quantizer = create(name, **SMALL[name])
+    assert quantizer.train()(features(2, 20, 16)).stats == {}
+    stats = quantizer.eval()(features(2, 20, 16)).stats
+    if name != "identity":
+        assert set(stats) == {"codebook_usage", "perplexity", "dead_codes"} and 0 < stats["codebook_usage"] <= 1
+
+
+def test_options_are_the_constructor_parameters_read_back():
+    assert create("vq", codebook_size=16).options == {
+        "input_dim": 16,
+        "bottleneck_dim": 64,
+        "codebook_size": 16,
+        "decay": 0.99,
+        "commitment_weight": 0.25,
+        "kmeans_init": False,
+        "threshold_ema_dead_code": 2,
+    }
+    # fsq's codebook_size only chooses the levels, which the options record
+    assert create("fsq", codebook_size=2**8).options == {"input_dim": 16, "bottleneck_dim": 64, "levels": [8, 6, 5]}
+    assert create("residual_fsq", codebook_size=2**8).options["levels"] == [8, 6, 5]
+
+
+def test_identity_accepts_bottleneck_dim_and_returns_a_copy():
+    quantizer = create("identity", bottleneck_dim=64)
     x = features(1, 3, 16)
     output = quantizer(x)
     assert torch.equal(output.quantized, x) and output.quantized.data_ptr() != x.data_ptr()
@@ -218,8 +242,7 @@ def test_state_dict_round_trip_rebuilds_the_same_quantizer(name):
     trained = create(name, **SMALL[name])
     one_training_step(trained)
     torch.manual_seed(1)
-    hparams = trained.hparams
-    restored = esq.registry("quantizers").create(hparams["name"], **hparams["options"])
+    restored = esq.registry("quantizers").create(trained.name, **trained.options)
     restored.load_state_dict(trained.state_dict())
     x = features(2, 5, 16, seed=3)
     assert torch.equal(trained.eval()(x).quantized, restored.eval()(x).quantized)
@@ -263,13 +286,25 @@ BAD_INPUT = [
     (lambda: create("vq")(features(2, 5, 12)), DataError, "expected feature dimension 16 in the last axis, got 12"),
     (lambda: create("vq")(features(2, 12, 3, 3)), DataError, "in the channel (second) axis, got 12"),
     (lambda: create("lfq", codebook_size=1000), ConfigError, "power of two, got 1000; nearest: 512 or 1024"),
-    (lambda: create("fsq", levels=[8, 1]), ConfigError, "levels must be integers of at least 2"),
-    (lambda: create("fsq", codebook_size=3000), ConfigError, "no recommended levels for codebook_size=3000"),
+    (lambda: create("fsq", levels=[8, 1]), ConfigError, "fsq: levels[1] must be an integer"),
+    (lambda: create("fsq", levels=[]), ConfigError, "levels must be a non-empty list of integers of at least 2"),
+    (
+        lambda: create("fsq", codebook_size=3000),
+        ConfigError,
+        "codebook_size must be one of 256, 1024, 4096, 16384, 65536, got 3000; or give levels=[...]",
+    ),
     (lambda: create("vq")(torch.full((1, 2, 16), float("nan"))), DataError, "NaN or infinite"),
-    (lambda: create("vq", codebook_size=0), ConfigError, "codebook_size must be a positive integer"),
+    (lambda: create("vq", codebook_size=0), ConfigError, "vq: codebook_size must be an integer"),
+    (lambda: create("simvq", codebook_size=1), ConfigError, "simvq: codebook_size must be an integer"),
+    (lambda: create("rvq", num_quantizers=0), ConfigError, "rvq: num_quantizers must be an integer"),
+    (lambda: create("vq", kmeans_init="yes"), ConfigError, "vq: kmeans_init must be true or false, got 'yes'"),
     (lambda: create("vq", codebook_sise=8), ConfigError, "has no option 'codebook_sise' (did you mean"),
-    (lambda: create("rvq", decay=1.5), ConfigError, "rvq: decay must be between 0 and 1, got 1.5"),
-    (lambda: create("vq", commitment_weight=-1), ConfigError, "commitment_weight must be at least 0"),
+    (
+        lambda: create("rvq", decay=1.5),
+        ConfigError,
+        "rvq: decay must be a finite number greater than 0 and less than 1",
+    ),
+    (lambda: create("vq", commitment_weight=-1), ConfigError, "vq: commitment_weight must be a finite number"),
     (lambda: create("rvq")(features(2, 0, 16)), DataError, "the features are empty (shape (2, 0, 16))"),
 ]
 

@@ -22,7 +22,7 @@ CASES = [
     ("rvq", {"num_quantizers": 9, "codebook_size": 256}),
     ("residual_fsq", {"num_quantizers": 2, "levels": [8, 5, 5, 5]}),
     ("simvq", {"codebook_size": 512}),
-    ("none", {}),
+    ("identity", {}),
 ]
 
 
@@ -100,7 +100,7 @@ def test_empty_code_tensors_round_trip(tmp_path):
     [
         ("vq", torch.tensor([[3.7, 1.0]]), "codes must be integers"),
         ("rvq", torch.zeros(1, 4, 2, dtype=torch.long), "gives 3 codes per vector"),
-        ("none", torch.zeros(1, 4, 5), "float features of width 8"),
+        ("identity", torch.zeros(1, 4, 5), "float features of width 8"),
     ],
 )
 def test_pack_rejects_codes_that_did_not_come_from_the_quantizer(tmp_path, name, codes, message):

@@ -1,5 +1,5 @@
-"""esq-quantizers: VQ (EMA), FSQ, LFQ, residual VQ and a float32 baseline behind esq's
-quantizer interface, and bit-packed storage of their codes (``pack``, ``unpack``).
+"""esq-quantizers: VQ (EMA), FSQ, LFQ, residual VQ and FSQ, SimVQ and the float32 ``identity``
+baseline behind esq's quantizer interface, and bit-packed storage of their codes (``pack``, ``unpack``).
 
 ``pack`` and ``unpack`` load on first use, so importing the plugin (``esq list``) does not
 import torch.

@@ -1,10 +1,12 @@
 """What every esq quantizer shares: projection into and out of the bottleneck, the two input
-layouts, input checks, usage statistics, bits and compression ratio.
+layouts, input checks, usage statistics, bits and compression ratio, and ``options`` (each
+constructor parameter read back from the attribute of its name, ``esq.WithOptions``).
 
-A subclass sets ``codes_per_vector`` and ``code_radix`` (each vector's code is
-``codes_per_vector`` integers in ``[0, code_radix)``) and implements ``_quantize`` (training
-path, straight-through) and ``_lookup`` (codes to bottleneck vectors). In eval mode ``forward``
-returns ``decode(encode(x))`` exactly.
+A subclass stores each of its constructor's parameters under its own name, sets
+``codes_per_vector`` and ``code_radix`` (each vector's code is ``codes_per_vector`` integers in
+``[0, code_radix)``) and implements ``_quantize`` (training path, straight-through) and
+``_lookup`` (codes to bottleneck vectors). In eval mode ``forward`` returns ``decode(encode(x))``
+exactly.
 """
 
 from __future__ import annotations
@@ -18,12 +20,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from esq import ConfigError, DataError, QuantizerOutput
-
-
-def options_from(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A constructor's own options from its ``locals()``, for ``BottleneckQuantizer.options``."""
-    return {k: v for k, v in arguments.items() if k not in ("self", "__class__", "input_dim", "bottleneck_dim")}
+from esq import DataError, QuantizerOutput, WithOptions, check_int
 
 
 def pick(options: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -31,24 +28,17 @@ def pick(options: dict[str, Any], *names: str) -> dict[str, Any]:
     return {name: options[name] for name in names}
 
 
-def positive_int(name: str, value: Any, quantizer: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{quantizer}: {name} must be a positive integer, got {value!r}")
-    return value
-
-
-class BottleneckQuantizer(nn.Module):
+class BottleneckQuantizer(WithOptions, nn.Module):
     """``(b, n, input_dim)`` tokens or ``(b, input_dim, h, w)`` maps in, the same shape out."""
 
     name = "quantizer"
     codes_per_vector = 1
     code_radix = 1
 
-    def __init__(self, input_dim: int, bottleneck_dim: int, options: dict[str, Any]) -> None:
+    def __init__(self, input_dim: int, bottleneck_dim: int) -> None:
         super().__init__()
-        self.input_dim = positive_int("input_dim", input_dim, self.name)
-        self.bottleneck_dim = positive_int("bottleneck_dim", bottleneck_dim, self.name)
-        self.options = {"input_dim": input_dim, "bottleneck_dim": bottleneck_dim, **options}
+        self.input_dim = check_int(self.name, "input_dim", input_dim, minimum=1)
+        self.bottleneck_dim = check_int(self.name, "bottleneck_dim", bottleneck_dim, minimum=1)
         same = input_dim == bottleneck_dim
         self.project_in = nn.Identity() if same else nn.Linear(input_dim, bottleneck_dim)
         self.project_out = nn.Identity() if same else nn.Linear(bottleneck_dim, input_dim)
@@ -63,11 +53,6 @@ class BottleneckQuantizer(nn.Module):
         raise NotImplementedError
 
     # -- the interface -----------------------------------------------------------------------
-    @property
-    def hparams(self) -> dict[str, Any]:
-        """What a checkpoint stores to rebuild this quantizer: ``create(h["name"], **h["options"])``."""
-        return {"name": self.name, "options": dict(self.options)}
-
     @property
     def bits_per_vector(self) -> float:
         """Exact information per vector: ``codes_per_vector · log2(code_radix)``."""
@@ -144,15 +129,17 @@ class BottleneckQuantizer(nn.Module):
         return self.project_out(self._lookup(codes))
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
-        """Quantize ``x``. In training the output carries gradients to ``x`` (straight-through)
-        and ``loss`` is the library's; in eval the output is ``decode(encode(x))`` and ``loss`` 0."""
+        """Quantize ``x``. In training the output carries gradients to ``x`` (straight-through),
+        ``loss`` is the library's and ``stats`` is empty (training reads none, and counting codes
+        costs a sync with the device each step); in eval the output is ``decode(encode(x))``,
+        ``loss`` 0 and ``stats`` the batch's codebook usage (``usage_stats``)."""
         z = self.project_in(self._tokens(x))
         if self.training:
             quantized, codes, loss = self._quantize(z)
         else:  # eval: the codes' own vectors, and no training loss (the libraries differ there)
             _, codes, _ = self._quantize_outside_training(z)
             quantized, loss = self._lookup(codes), z.new_zeros(())
-        stats = usage_stats(codes, self.code_radix)
+        stats = {} if self.training else usage_stats(codes, self.code_radix)
         output = self._as_maps(self.project_out(quantized), x)
         return QuantizerOutput(output, self._codes_layout(codes.long(), x), loss.reshape(()), stats)
 
@@ -162,7 +149,7 @@ def usage_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
 
     With several codes per vector (residual levels), each level counts separately and the
     figures are averaged over levels. Codes of -1 (levels dropped in training) are ignored.
-    One ``bincount`` over all levels keeps this cheap enough to run every training step.
+    One ``bincount`` over all levels and one transfer of the three figures.
 
     >>> usage_stats(torch.tensor([[0, 0, 1, 1]]), codebook_size=4)
     {'codebook_usage': 0.5, 'perplexity': 2.0, 'dead_codes': 2.0}
@@ -181,6 +168,7 @@ def usage_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
         counts, totals = counts[present], totals[present]
     entropy = torch.special.entr(counts / totals[:, None]).sum(dim=1)
     used = (counts > 0).sum(dim=1).float()
-    usage, perplexity = (used / codebook_size).mean(), entropy.exp().mean()
-    dead = codebook_size - used.mean().item()
-    return {"codebook_usage": usage.item(), "perplexity": perplexity.item(), "dead_codes": dead}
+    usage, perplexity, mean_used = torch.stack(
+        [(used / codebook_size).mean(), entropy.exp().mean(), used.mean()]
+    ).tolist()
+    return {"codebook_usage": usage, "perplexity": perplexity, "dead_codes": codebook_size - mean_used}

@@ -12,7 +12,7 @@ import math
 import torch
 from vector_quantize_pytorch import FSQ as LibraryFSQ
 
-from esq import ConfigError
+from esq import ConfigError, check_choice, check_int
 from esq_quantizers.base import BottleneckQuantizer
 
 # Levels the FSQ paper recommends for a target codebook size (its Table 1).
@@ -25,30 +25,31 @@ RECOMMENDED_LEVELS = {
 }
 
 
-def fsq_levels(levels: list[int] | None, codebook_size: int | None) -> list[int]:
-    """``levels`` as given, or the paper's recommendation for ``codebook_size``."""
+def fsq_levels(owner: str, levels: list[int] | None, codebook_size: int | None) -> list[int]:
+    """``levels`` as given, or the paper's recommendation for ``codebook_size`` (``owner`` names
+    the quantizer in errors)."""
     if levels is None and codebook_size is None:
         codebook_size = 2**10
     if levels is not None and codebook_size is not None:
-        raise ConfigError("fsq: give levels or codebook_size, not both")
+        raise ConfigError(f"{owner}: give levels or codebook_size, not both")
     if levels is None:
-        if codebook_size not in RECOMMENDED_LEVELS:
-            sizes = ", ".join(f"2^{int(math.log2(s))}" for s in RECOMMENDED_LEVELS)
-            raise ConfigError(
-                f"fsq: no recommended levels for codebook_size={codebook_size}; use one of {sizes}, "
-                "or give levels=[...]"
-            )
+        try:
+            check_choice(owner, "codebook_size", codebook_size, RECOMMENDED_LEVELS)
+        except ConfigError as error:
+            raise ConfigError(f"{error}; or give levels=[...]") from None
         return list(RECOMMENDED_LEVELS[codebook_size])
-    levels = list(levels)
-    if not levels or any(isinstance(level, bool) or not isinstance(level, int) or level < 2 for level in levels):
-        raise ConfigError(f"fsq: levels must be integers of at least 2, got {levels}")
-    return levels
+    if not isinstance(levels, list | tuple) or not levels:
+        raise ConfigError(f"{owner}: levels must be a non-empty list of integers of at least 2, got {levels!r}")
+    return [check_int(owner, f"levels[{index}]", level, minimum=2) for index, level in enumerate(levels)]
 
 
 class FSQ(BottleneckQuantizer):
     """Rounds each of ``len(levels)`` projected dimensions to its grid."""
 
     name = "fsq"
+
+    # codebook_size only chooses levels, which the options record
+    options_excluded = ("codebook_size",)
 
     def __init__(
         self,
@@ -57,12 +58,11 @@ class FSQ(BottleneckQuantizer):
         levels: list[int] | None = None,
         codebook_size: int | None = None,
     ) -> None:
-        chosen = fsq_levels(levels, codebook_size)
-        super().__init__(input_dim, bottleneck_dim, {"levels": chosen})
-        self.levels = chosen
-        self.code_radix = math.prod(chosen)
+        super().__init__(input_dim, bottleneck_dim)
+        self.levels = fsq_levels(self.name, levels, codebook_size)
+        self.code_radix = math.prod(self.levels)
         # The library needs preserve_symmetry for a level of 2 (a grid of {-1, 1}).
-        self.library = LibraryFSQ(levels=chosen, dim=bottleneck_dim, preserve_symmetry=2 in chosen)
+        self.library = LibraryFSQ(levels=self.levels, dim=bottleneck_dim, preserve_symmetry=2 in self.levels)
 
     @property
     def bits_per_vector(self) -> float:

@@ -1,6 +1,7 @@
-"""The ``none`` quantizer: features pass unchanged, stored as float32 (32 bits per dimension).
+"""The ``identity`` quantizer: features pass unchanged, stored as float32 (32 bits per dimension).
 
-A baseline with the same interface as the real quantizers.
+A baseline with the same interface as the real quantizers. (Training's ``quantizer="none"``
+means no quantizer at all; ``identity`` is a quantizer that changes nothing.)
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from esq_quantizers.base import BottleneckQuantizer
 class Identity(BottleneckQuantizer):
     """No quantization; the "codes" are the float32 features themselves."""
 
-    name = "none"
+    name = "identity"
 
     def __init__(self, input_dim: int, bottleneck_dim: int | None = None) -> None:
-        # bottleneck_dim is accepted, like every quantizer's, and means nothing here.
-        super().__init__(input_dim, input_dim, {})
-        self.options = {"input_dim": input_dim, "bottleneck_dim": bottleneck_dim}
+        super().__init__(input_dim, input_dim)
+        self.bottleneck_dim = bottleneck_dim  # accepted, like every quantizer's, and means nothing here
 
     @property
     def bits_per_vector(self) -> float:

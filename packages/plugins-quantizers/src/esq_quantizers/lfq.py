@@ -12,8 +12,8 @@ import math
 import torch
 from vector_quantize_pytorch import LFQ as LibraryLFQ
 
-from esq import ConfigError
-from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
+from esq import ConfigError, check_bool, check_int, check_number
+from esq_quantizers.base import BottleneckQuantizer, pick
 
 
 class LFQ(BottleneckQuantizer):
@@ -30,13 +30,16 @@ class LFQ(BottleneckQuantizer):
         diversity_gamma: float = 1.0,
         spherical: bool = False,
     ) -> None:
-        positive_int("codebook_size", codebook_size, "lfq")
-        if codebook_size < 2 or codebook_size & (codebook_size - 1):
-            lower = 2 ** max(1, math.floor(math.log2(codebook_size)))
+        super().__init__(input_dim, bottleneck_dim)
+        self.codebook_size = check_int(self.name, "codebook_size", codebook_size, minimum=2)
+        if codebook_size & (codebook_size - 1):
+            lower = 2 ** math.floor(math.log2(codebook_size))
             raise ConfigError(
                 f"lfq: codebook_size must be a power of two, got {codebook_size}; nearest: {lower} or {lower * 2}"
             )
-        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
+        self.entropy_loss_weight = check_number(self.name, "entropy_loss_weight", entropy_loss_weight, minimum=0)
+        self.diversity_gamma = check_number(self.name, "diversity_gamma", diversity_gamma, minimum=0)
+        self.spherical = check_bool(self.name, "spherical", spherical)
         self.code_radix = codebook_size
         self.library = LibraryLFQ(
             dim=bottleneck_dim,

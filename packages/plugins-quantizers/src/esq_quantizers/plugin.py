@@ -11,7 +11,7 @@ QUANTIZERS = [
     ("rvq", "esq_quantizers.rvq:RVQ", "Residual VQ (num_quantizers 4 × codebook_size 256)"),
     ("residual_fsq", "esq_quantizers.residual_fsq:ResidualFSQ", "Residual FSQ (num_quantizers 4 × FSQ levels)"),
     ("simvq", "esq_quantizers.simvq:SimVQ", "SimVQ: a frozen codebook through a learned linear map (512 codes)"),
-    ("none", "esq_quantizers.identity:Identity", "No quantization: the float32 baseline, 32 bits per dimension"),
+    ("identity", "esq_quantizers.identity:Identity", "Features unchanged: the float32 baseline, 32 bits per dimension"),
 ]
 
 

@@ -12,7 +12,8 @@ import math
 import torch
 from vector_quantize_pytorch import ResidualFSQ as LibraryResidualFSQ
 
-from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq import check_int
+from esq_quantizers.base import BottleneckQuantizer
 from esq_quantizers.fsq import fsq_levels
 
 
@@ -20,6 +21,8 @@ class ResidualFSQ(BottleneckQuantizer):
     """FSQ over successive residuals."""
 
     name = "residual_fsq"
+
+    options_excluded = ("codebook_size",)  # it only chooses levels, which the options record
 
     def __init__(
         self,
@@ -29,11 +32,11 @@ class ResidualFSQ(BottleneckQuantizer):
         codebook_size: int | None = None,
         num_quantizers: int = 4,
     ) -> None:
-        chosen = fsq_levels(levels, codebook_size)
-        super().__init__(input_dim, bottleneck_dim, {"levels": chosen, "num_quantizers": num_quantizers})
-        self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
-        self.code_radix = math.prod(chosen)
-        self.library = LibraryResidualFSQ(levels=chosen, num_quantizers=num_quantizers, dim=bottleneck_dim)
+        super().__init__(input_dim, bottleneck_dim)
+        self.levels = fsq_levels(self.name, levels, codebook_size)
+        self.num_quantizers = check_int(self.name, "num_quantizers", num_quantizers, minimum=1)
+        self.codes_per_vector, self.code_radix = num_quantizers, math.prod(self.levels)
+        self.library = LibraryResidualFSQ(levels=self.levels, num_quantizers=num_quantizers, dim=bottleneck_dim)
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         quantized, codes = self.library(z)

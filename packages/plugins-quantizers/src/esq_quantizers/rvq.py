@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from vector_quantize_pytorch import ResidualVQ
 
-from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
+from esq import check_bool, check_int
+from esq_quantizers.base import BottleneckQuantizer, pick
 from esq_quantizers.vq import EMA_VQ_OPTIONS, check_ema_options
 
 
@@ -31,10 +32,14 @@ class RVQ(BottleneckQuantizer):
         kmeans_init: bool = False,
         threshold_ema_dead_code: int = 2,
     ) -> None:
-        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
-        self.codes_per_vector = positive_int("num_quantizers", num_quantizers, self.name)
-        self.code_radix = positive_int("codebook_size", codebook_size, self.name)
-        check_ema_options(self.name, decay, commitment_weight, threshold_ema_dead_code)
+        super().__init__(input_dim, bottleneck_dim)
+        self.num_quantizers = check_int(self.name, "num_quantizers", num_quantizers, minimum=1)
+        self.shared_codebook = check_bool(self.name, "shared_codebook", shared_codebook)
+        self.quantize_dropout = check_bool(self.name, "quantize_dropout", quantize_dropout)
+        self.codebook_size, self.decay, self.commitment_weight = codebook_size, decay, commitment_weight
+        self.kmeans_init, self.threshold_ema_dead_code = kmeans_init, threshold_ema_dead_code
+        check_ema_options(self)
+        self.codes_per_vector, self.code_radix = num_quantizers, codebook_size
         self.library = ResidualVQ(
             dim=bottleneck_dim,
             **pick(self.options, "num_quantizers", "shared_codebook", "quantize_dropout", *EMA_VQ_OPTIONS),

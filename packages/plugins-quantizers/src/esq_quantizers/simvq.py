@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from vector_quantize_pytorch import SimVQ as LibrarySimVQ
 
-from esq_quantizers.base import BottleneckQuantizer, positive_int
+from esq import check_int, check_number
+from esq_quantizers.base import BottleneckQuantizer
 
 
 class SimVQ(BottleneckQuantizer):
@@ -19,10 +20,10 @@ class SimVQ(BottleneckQuantizer):
     def __init__(
         self, input_dim: int, bottleneck_dim: int = 64, codebook_size: int = 512, commitment_weight: float = 1.0
     ) -> None:
-        super().__init__(
-            input_dim, bottleneck_dim, {"codebook_size": codebook_size, "commitment_weight": commitment_weight}
-        )
-        self.code_radix = positive_int("codebook_size", codebook_size, self.name)
+        super().__init__(input_dim, bottleneck_dim)
+        self.codebook_size = check_int(self.name, "codebook_size", codebook_size, minimum=2)
+        self.commitment_weight = check_number(self.name, "commitment_weight", commitment_weight, minimum=0)
+        self.code_radix = codebook_size
         self.library = LibrarySimVQ(
             dim=bottleneck_dim, codebook_size=codebook_size, commitment_weight=commitment_weight
         )

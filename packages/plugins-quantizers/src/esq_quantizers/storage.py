@@ -4,7 +4,7 @@ header (quantizer name, options, shape), written atomically.
 Layout: ``ESQCODES1\\n``, a 4-byte little-endian header length, the JSON header, the payload.
 Each vector's ``q`` codes in ``[0, K)`` are joined into one integer ``Σ c_i K^i`` below ``K^q`` and
 stored in ``(K^q − 1).bit_length()`` bits, which is ceil(q · log2 K); past 63 bits each code is
-stored on its own in ``(K − 1).bit_length()`` bits. The ``none`` quantizer's codes are float32.
+stored on its own in ``(K − 1).bit_length()`` bits. The ``identity`` quantizer's codes are float32.
 Decoding needs the quantizer's weights as well (``state_dict``): the file holds codes only.
 """
 
@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from esq import DataError
-from esq import write_atomic
+from esq import DataError, write_atomic
 
 MAGIC = b"ESQCODES1\n"
 COMBINED_LIMIT = 63
@@ -60,10 +59,10 @@ def _check_codes(codes: Any, quantizer: Any) -> None:
         raise DataError(f"pack: {type(quantizer).__name__} is not an esq-quantizers quantizer")
     if not torch.is_tensor(codes):
         raise DataError(f"pack: codes must be a tensor from {quantizer.name}.encode(), got {type(codes).__name__}")
-    if quantizer.name == "none":
+    if quantizer.name == "identity":
         if not codes.is_floating_point() or codes.ndim < 1 or codes.shape[-1] != quantizer.input_dim:
             raise DataError(
-                f"pack: none's codes are float features of width {quantizer.input_dim}, "
+                f"pack: identity's codes are float features of width {quantizer.input_dim}, "
                 f"got {codes.dtype} {tuple(codes.shape)}"
             )
         return
@@ -88,7 +87,7 @@ def pack(codes: torch.Tensor, quantizer: Any, path: str | Path) -> Path:
     """
     _check_codes(codes, quantizer)
     header: dict[str, Any] = {"quantizer": quantizer.name, "options": quantizer.options, "shape": list(codes.shape)}
-    if quantizer.name == "none":
+    if quantizer.name == "identity":
         payload = codes.detach().to(torch.float32).contiguous().cpu().numpy().tobytes()
         header.update(layout="float32", bits_per_vector=32 * quantizer.input_dim)
     else:

@@ -9,20 +9,21 @@ from __future__ import annotations
 import torch
 from vector_quantize_pytorch import VectorQuantize
 
-from esq import ConfigError
-from esq_quantizers.base import BottleneckQuantizer, options_from, pick, positive_int
+from esq import check_bool, check_int, check_number
+from esq_quantizers.base import BottleneckQuantizer, pick
 
 # The options of an EMA VQ codebook, shared with rvq.
 EMA_VQ_OPTIONS = ("codebook_size", "decay", "commitment_weight", "kmeans_init", "threshold_ema_dead_code")
 
 
-def check_ema_options(name: str, decay: float, commitment_weight: float, threshold_ema_dead_code: int) -> None:
-    if not 0 < decay < 1:
-        raise ConfigError(f"{name}: decay must be between 0 and 1, got {decay}")
-    if commitment_weight < 0:
-        raise ConfigError(f"{name}: commitment_weight must be at least 0, got {commitment_weight}")
-    if threshold_ema_dead_code < 0:
-        raise ConfigError(f"{name}: threshold_ema_dead_code must be at least 0, got {threshold_ema_dead_code}")
+def check_ema_options(quantizer: BottleneckQuantizer) -> None:
+    """The EMA codebook options ``quantizer`` (a ``vq`` or ``rvq``) stores, checked."""
+    name = quantizer.name
+    check_int(name, "codebook_size", quantizer.codebook_size, minimum=2)
+    check_number(name, "decay", quantizer.decay, minimum=0, maximum=1, exclusive=("minimum", "maximum"))
+    check_number(name, "commitment_weight", quantizer.commitment_weight, minimum=0)
+    check_bool(name, "kmeans_init", quantizer.kmeans_init)
+    check_number(name, "threshold_ema_dead_code", quantizer.threshold_ema_dead_code, minimum=0)
 
 
 class VQ(BottleneckQuantizer):
@@ -40,9 +41,11 @@ class VQ(BottleneckQuantizer):
         kmeans_init: bool = False,
         threshold_ema_dead_code: int = 2,
     ) -> None:
-        super().__init__(input_dim, bottleneck_dim, options_from(locals()))
-        self.code_radix = positive_int("codebook_size", codebook_size, self.name)
-        check_ema_options(self.name, decay, commitment_weight, threshold_ema_dead_code)
+        super().__init__(input_dim, bottleneck_dim)
+        self.codebook_size, self.decay, self.commitment_weight = codebook_size, decay, commitment_weight
+        self.kmeans_init, self.threshold_ema_dead_code = kmeans_init, threshold_ema_dead_code
+        check_ema_options(self)
+        self.code_radix = codebook_size
         self.library = VectorQuantize(dim=bottleneck_dim, **pick(self.options, *EMA_VQ_OPTIONS))
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
