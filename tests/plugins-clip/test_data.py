@@ -15,11 +15,14 @@ from pathlib import Path
 import lmdb
 import pytest
 from click.testing import CliRunner
+from clip_dataset import write_split
 from PIL import Image
 
 from esq.errors import ConfigError, DataError
-from esq_clip.data import RetrievalSet, build_lmdb, load_pair, open_split, write_split
+from esq_clip.lmdb_build import build_lmdb
 from esq_clip.lmdb_command import clip
+from esq_clip.lmdb_read import load_pair
+from esq_clip.splits import RetrievalSet, open_split
 
 TEXTS = [
     (1, "一只红色的猫", [101]),
@@ -319,10 +322,10 @@ def test_build_lmdb_checks_base64(datapath):
 
 
 def test_a_failure_while_writing_leaves_no_lmdb(datapath, monkeypatch):
-    import esq_clip.data
+    import esq_clip.lmdb_build
 
     written = []
-    original = esq_clip.data._write_lmdb
+    original = esq_clip.lmdb_build.write_lmdb
 
     def fail_on_images(lmdb_module, path, items, count_key, count):
         original(lmdb_module, path, items, count_key, count)
@@ -330,7 +333,7 @@ def test_a_failure_while_writing_leaves_no_lmdb(datapath, monkeypatch):
         if path.name == "imgs":
             raise OSError("disk full")
 
-    monkeypatch.setattr(esq_clip.data, "_write_lmdb", fail_on_images)
+    monkeypatch.setattr(esq_clip.lmdb_build, "write_lmdb", fail_on_images)
     with pytest.raises(OSError, match="disk full"):
         build_lmdb(dataset_dir(datapath), ["valid"])
     assert written == ["pairs", "imgs"]
@@ -338,14 +341,14 @@ def test_a_failure_while_writing_leaves_no_lmdb(datapath, monkeypatch):
 
 
 def test_a_failed_rebuild_keeps_the_older_lmdb(datapath, monkeypatch):
-    import esq_clip.data
+    import esq_clip.lmdb_build
 
     build_lmdb(dataset_dir(datapath), ["valid"])
 
     def fail(*arguments):
         raise OSError("disk full")
 
-    monkeypatch.setattr(esq_clip.data, "_write_lmdb", fail)
+    monkeypatch.setattr(esq_clip.lmdb_build, "write_lmdb", fail)
     with pytest.raises(OSError):
         build_lmdb(dataset_dir(datapath), ["valid"])
     assert sorted(path.name for path in (dataset_dir(datapath) / "lmdb").iterdir()) == ["valid"]
@@ -353,10 +356,10 @@ def test_a_failed_rebuild_keeps_the_older_lmdb(datapath, monkeypatch):
 
 
 def test_build_lmdb_grows_the_map_when_it_fills(datapath, monkeypatch):
-    import esq_clip.data
+    import esq_clip.lmdb_build
 
-    monkeypatch.setattr(esq_clip.data, "_BATCH_ENTRIES", 2)
-    monkeypatch.setattr(esq_clip.data, "_FIRST_MAP_SIZE", 2**16)
+    monkeypatch.setattr(esq_clip.lmdb_build, "BATCH_ENTRIES", 2)
+    monkeypatch.setattr(esq_clip.lmdb_build, "FIRST_MAP_SIZE", 2**16)
     big = {image_id: Image.effect_noise((200, 200), 80).convert("RGB") for image_id in range(1, 6)}
     write_split(dataset_dir(datapath), "big", big, [(1, "noise", [1, 5])])
     assert build_lmdb(dataset_dir(datapath), ["big"]) == {"big": (5, 2)}

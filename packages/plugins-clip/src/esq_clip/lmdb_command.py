@@ -40,7 +40,7 @@ def build_lmdb_command(datapath: Path, dataset: str, splits: str, lmdb_dir: Path
 
     Every split is checked before anything is written; an existing LMDB of a split is replaced.
     """
-    from esq_clip.data import build_lmdb
+    from esq_clip.lmdb_build import build_lmdb
 
     names = [name.strip() for name in splits.split(",") if name.strip()]
     if not names:

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq import PipelineConfig
-from esq import DataError
-from esq import check_options
-from esq import Results, RunContext
+from esq import DataError, PipelineConfig, Results, RunContext, check_options
 
 STEPS = ("extract", "knn", "recall")
 TOP_K = 10  # the official scorer requires exactly 10 predictions per query
