@@ -53,7 +53,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 
 import esq_metrics
-from esq_metrics.distribution import frechet_distance
+from esq_metrics.fid import frechet_distance
 
 LATENT = 128
 SPEED_GOAL_PYTORCH_FID, SPEED_GOAL_TORCHMETRICS, VALUE_GOAL, MEMORY_GOAL_GIB = 4.0, 1.0, 1e-8, 2.0

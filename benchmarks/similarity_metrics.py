@@ -78,8 +78,12 @@ import torch  # noqa: E402
 from memory import reset_peak, status_kib  # noqa: E402
 
 import esq_metrics  # noqa: E402
-from esq_metrics.similarity_feature import CKA, PWCCA  # noqa: E402
-from esq_metrics.similarity_pairwise import RSA, Geometry, JaccardKNN, Relational  # noqa: E402
+from esq_metrics.cka import CKA  # noqa: E402
+from esq_metrics.geometry import Geometry  # noqa: E402
+from esq_metrics.jaccard_knn import JaccardKNN  # noqa: E402
+from esq_metrics.pwcca import PWCCA  # noqa: E402
+from esq_metrics.relational import Relational  # noqa: E402
+from esq_metrics.rsa import RSA  # noqa: E402
 
 LATENT = 64
 METRICS = {

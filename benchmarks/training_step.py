@@ -58,6 +58,8 @@ from collections.abc import Callable
 import torch
 from memory import reset_peak, status_kib, tensor_growth
 
+from esq import load_plugins
+from esq.builtin.training import NO_QUANTIZER
 from esq.builtin.training.module import SegmentationModule
 
 SIDES = ("squeeze", "baseline", "inference", "frozen")
@@ -81,10 +83,14 @@ def batch(size: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.randint(0, NUM_CLASSES, (size, side, side), generator=generator)
 
 
+PLUGINS = load_plugins()
+
+
 def build_module(backbone: str, quantizer: str) -> SegmentationModule:
     torch.manual_seed(0)  # the same backbone and head weights on every side
-    options = {"quantizer_options": QUANTIZER_OPTIONS} if quantizer != "none" else {}
+    options = {"quantizer_options": QUANTIZER_OPTIONS} if quantizer != NO_QUANTIZER else {}
     return SegmentationModule(
+        plugins=PLUGINS,
         backbone=backbone,
         backbone_options={"weights": "none"},
         num_classes=NUM_CLASSES,
@@ -120,13 +126,13 @@ def forward(backbone: torch.nn.Module, images: torch.Tensor, embed_only: bool) -
 
 def build_side(side: str, backbone: str, images: torch.Tensor, masks: torch.Tensor) -> Callable[[], None]:
     if side in ("squeeze", "baseline"):
-        return training_step(build_module(backbone, "vq" if side == "squeeze" else "none"), images, masks)
-    return forward(build_module(backbone, "none").model.backbone, images, embed_only=side == "frozen")
+        return training_step(build_module(backbone, "vq" if side == "squeeze" else NO_QUANTIZER), images, masks)
+    return forward(build_module(backbone, NO_QUANTIZER).model.backbone, images, embed_only=side == "frozen")
 
 
 def check_same_backbone(backbone: str) -> None:
     """Squeeze and baseline start from identical backbone and head weights."""
-    squeeze, baseline = (build_module(backbone, quantizer).model.backbone for quantizer in ("vq", "none"))
+    squeeze, baseline = (build_module(backbone, quantizer).model.backbone for quantizer in ("vq", NO_QUANTIZER))
     theirs = baseline.state_dict()
     for name, tensor in squeeze.state_dict().items():
         if not torch.equal(tensor, theirs[name]):

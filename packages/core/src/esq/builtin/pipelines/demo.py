@@ -17,6 +17,7 @@ from typing import Any
 
 from esq import ConfigError, PipelineConfig, Results, RunContext
 from esq.builtin.pipelines.components import check_quantizer, check_segmentation_backbone
+from esq.builtin.training import NO_QUANTIZER
 
 DEFAULT_QUANTIZERS = ("vq", "fsq", "lfq", "rvq")
 # small codebooks for a 32-d tiny backbone: bits per vector from 6 to 12
@@ -57,11 +58,11 @@ class DemoConfig(PipelineConfig):
 
 def quantizer_names(config: DemoConfig, components: Any) -> list[str]:
     """The quantizers the demo trains: those named, the default four where installed, or every
-    installed one (but ``none``: the baseline is trained anyway). ``components`` is the run's
+    installed one (but ``identity``: the baseline is trained anyway). ``components`` is the run's
     context or the loaded plugins: what has ``registry(kind)``."""
     if config.quantizers is not None:
         return config.quantizers
-    installed = [name for name in components.registry("quantizers").names() if name != "none"]
+    installed = [name for name in components.registry("quantizers").names() if name != "identity"]
     defaults = [name for name in DEFAULT_QUANTIZERS if name in installed]
     return defaults or installed
 
@@ -116,7 +117,7 @@ def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) 
     )
     folder = context.path(label)
     folder.mkdir()
-    options = quantizer_options(config, quantizer) if quantizer != "none" else {}
+    options = quantizer_options(config, quantizer) if quantizer != NO_QUANTIZER else {}
     results = train(
         settings, RunContext(folder, context.log, context.plugins, context.show_progress), quantizer, options
     )
@@ -130,8 +131,8 @@ def run(config: DemoConfig, context: RunContext) -> Results:
 
     metrics = {name: context.registry("metrics").create(name) for name in metric_names(config, context)}
     rows, table = [], []
-    for quantizer in context.progress(["none", *quantizer_names(config, context)], "models"):
-        label = "baseline" if quantizer == "none" else quantizer
+    for quantizer in context.progress([NO_QUANTIZER, *quantizer_names(config, context)], "models"):
+        label = "baseline" if quantizer == NO_QUANTIZER else quantizer
         row, model = _train(config, context, label, quantizer)
         test_set = open_segmentation(**{k: v for k, v in model.hparams["data"].items() if k != "split"}, split="test")
         x, y = checkpoint_features(
