@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -60,6 +61,21 @@ def retrieval(tmp_path: Path, *settings: str, expect: int = 0):
     assert result.exit_code == expect, result.output
     runs = sorted((tmp_path / "runs" / "retrieval").glob("*"))
     return result, (runs[-1] if runs else None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    """One small random Chinese-CLIP network (RN50 + RBT3), built once for the module, and its
+    state saved as a training checkpoint (keys prefixed ``module.``)."""
+    from esq_clip.models import ChineseCLIP
+
+    torch.manual_seed(3)
+    network = ChineseCLIP("RN50", "RBT3-chinese").network.eval()
+    path = tmp_path_factory.mktemp("checkpoint") / "epoch_latest.pt"
+    torch.save(
+        {"epoch": 1, "state_dict": {f"module.{key}": value for key, value in network.state_dict().items()}}, path
+    )
+    return network, path
 
 
 def official_score(module: str, gold: Path, predictions: Path, out: Path) -> dict:
@@ -125,14 +141,9 @@ def test_knn_and_recall_from_given_features_perfect_retrieval(tmp_path):
     assert not (run / "random" / "valid_imgs.img_feat.jsonl").exists()
 
 
-def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_path):
-    from esq_clip.models import ChineseCLIP
-
+def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_path, checkpoint):
     write_dataset(tmp_path / "data")
-    torch.manual_seed(3)
-    state = {f"module.{key}": value for key, value in ChineseCLIP("RN50", "RBT3-chinese").network.state_dict().items()}
-    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "epoch_latest.pt")
-    result, _ = retrieval(tmp_path, f"model_paths=[none,{tmp_path / 'epoch_latest.pt'}]")
+    result, _ = retrieval(tmp_path, f"model_paths=[none,{checkpoint[1]}]")
     rows = json.loads(result.stdout)
     assert {row["model"] for row in rows} == {"random", "epoch_latest"} and len(rows) == 4
     torch.save({"state_dict": {"visual.proj": torch.zeros(3)}}, tmp_path / "other.pt")
@@ -146,22 +157,18 @@ def test_a_gallery_smaller_than_ten_is_refused(tmp_path):
     assert "8 gallery items for top-10 predictions; need at least 10" in result.output
 
 
-def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path):
+def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path, checkpoint):
     """The official extract_features.py path: base64 image → PIL RGB → image_transform → encode_image,
     tokenize(52) → encode_text, each divided by its norm; here with one network in float32."""
     from cn_clip.clip import tokenize
     from cn_clip.clip.utils import image_transform
     from PIL import Image
 
-    from esq_clip.models import ChineseCLIP
     from esq_clip.recall import read_features
 
     write_dataset(tmp_path / "data")
-    torch.manual_seed(5)
-    network = ChineseCLIP("RN50", "RBT3-chinese").network.eval()
-    state = {f"module.{key}": value for key, value in network.state_dict().items()}
-    torch.save({"state_dict": state}, tmp_path / "epoch_latest.pt")
-    _, run = retrieval(tmp_path, f"model_paths=[{tmp_path / 'epoch_latest.pt'}]", "steps=[extract]")
+    network, path = checkpoint
+    _, run = retrieval(tmp_path, f"model_paths=[{path}]", "steps=[extract]")
     dataset = tmp_path / "data" / "datasets" / "TOY"
     transform = image_transform(network.visual.input_resolution)
     image_ids, pixels = [], []
@@ -180,3 +187,29 @@ def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path)
     assert esq_image_ids == image_ids and esq_text_ids == [record["text_id"] for record in records]
     torch.testing.assert_close(torch.as_tensor(esq_images, dtype=torch.float32), images, atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.as_tensor(esq_texts, dtype=torch.float32), texts, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        pytest.param(["retriever=exakt"], "unknown retriever 'exakt'", id="unknown retriever"),
+        pytest.param(["retriever_options.beam=3"], "retriever 'exact' has no option 'beam'", id="unknown option"),
+        pytest.param(["retriever_options.screen=float16"], "screen must be one of", id="option value refused"),
+        pytest.param(["quantizer=vqq"], "unknown quantizer 'vqq'", id="unknown quantizer"),
+        pytest.param(["vision_model=ViT-Q"], "vision_model 'ViT-Q' is not a cn-clip config", id="unknown model config"),
+        pytest.param(["batch_size=0"], "batch_size must be an integer", id="batch size"),
+        pytest.param(["split=test"], "test_imgs.tsv: no such file", id="missing split files"),
+        pytest.param(["dataset=MUGE"], "no such dataset folder", id="missing dataset"),
+        pytest.param(["model_paths=[missing.pt]"], "model_paths: no checkpoint at missing.pt", id="missing checkpoint"),
+        pytest.param(["steps=[knn,recall]"], "features_dir must name a previous run", id="no features_dir"),
+        pytest.param(
+            ["steps=[knn,recall]", "features_dir=nowhere"], "features_dir: no nowhere/random/", id="missing features"
+        ),
+        pytest.param(["text_to_image=false", "image_to_text=false"], "nothing to search", id="no direction"),
+    ],
+)
+def test_a_bad_config_fails_before_any_run_directory_exists(tmp_path, settings, words):
+    write_dataset(tmp_path / "data")
+    result, run = retrieval(tmp_path, *settings, expect=1)
+    assert words in result.output
+    assert run is None and not (tmp_path / "runs").exists()

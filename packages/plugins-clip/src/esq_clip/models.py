@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq import CheckpointError, ConfigError, DataError
+from esq import CheckpointError, ConfigError, DataError, WithOptions, check_int
 
 CONTEXT_LENGTH = 52
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -101,7 +101,7 @@ def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: Path) -
     network.load_state_dict({key: value.float() for key, value in state.items()})
 
 
-class ChineseCLIP(nn.Module):
+class ChineseCLIP(WithOptions, nn.Module):
     """Frozen Chinese-CLIP encoders: ``encode_images(images)`` and ``encode_texts(texts)`` give
     L2-normalised float32 embeddings."""
 
@@ -117,8 +117,7 @@ class ChineseCLIP(nn.Module):
         super().__init__()
         from cn_clip.clip.model import CLIP
 
-        if batch_size < 1:
-            raise ConfigError(f"chinese_clip: batch_size must be at least 1, got {batch_size}")
+        self.batch_size = check_int("chinese_clip", "batch_size", batch_size, minimum=1)
         info = model_info(vision_model, text_model)
         self.network = CLIP(**info)
         if str(weights) != "none":
@@ -126,13 +125,7 @@ class ChineseCLIP(nn.Module):
         self.network.eval().requires_grad_(False)
         self.resolution = int(info["image_resolution"])
         self.feature_dim = int(info["embed_dim"])
-        self.batch_size = batch_size
-        self.options = {
-            "vision_model": vision_model,
-            "text_model": text_model,
-            "weights": str(weights),
-            "batch_size": batch_size,
-        }
+        self.vision_model, self.text_model, self.weights = vision_model, text_model, str(weights)
 
     def train(self, mode: bool = True) -> ChineseCLIP:
         super().train(mode)

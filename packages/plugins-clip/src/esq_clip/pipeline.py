@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq import DataError, PipelineConfig, Results, RunContext, check_options
+from esq import ConfigError, DataError, PipelineConfig, Results, RunContext, check_int, check_number
 
 STEPS = ("extract", "knn", "recall")
 TOP_K = 10  # the official scorer requires exactly 10 predictions per query
@@ -48,34 +48,77 @@ class RetrievalConfig(PipelineConfig):
     learning_rate: float = 1e-3
     batch_size: int = 64
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.datapath:
-            raise ValueError("datapath is required: the folder holding datasets/<dataset>/ (--set datapath=...)")
-        if self.skip_extraction:
-            self.steps = [step for step in self.steps if step != "extract"]
-        if not self.steps:
-            raise ValueError(f"steps is empty; choose from {', '.join(STEPS)}")
-        if "extract" not in self.steps and self.features_dir is None:
-            raise ValueError("without the extract step, features_dir must name a previous run's folder")
-        if not (self.text_to_image or self.image_to_text):
-            raise ValueError("text_to_image and image_to_text are both off: nothing to search")
-        if not self.model_paths:
-            raise ValueError("model_paths is empty; give a checkpoint, or 'none' for random weights")
-        for option, least in (("quantizer_steps", 0), ("batch_size", 1)):
-            if getattr(self, option) < least:
-                raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
-        _check_components(self)
+    @property
+    def run_steps(self) -> list[str]:
+        """The steps to run: ``steps``, less ``extract`` with ``skip_extraction``."""
+        return [step for step in self.steps if not (self.skip_extraction and step == "extract")]
 
 
-def _check_components(config: RetrievalConfig) -> None:
-    from esq import registry
+def check(config: RetrievalConfig, plugins: Any) -> None:
+    """Before the run directory exists: the options hold together, the split's files, the
+    checkpoints and the features named are there, and the backbone, the retriever and the
+    quantizer are installed and take their options."""
+    from esq_clip.splits import locate_split
 
-    spec = registry("retrievers").spec(config.retriever)
-    check_options(f"retriever {config.retriever!r}", spec.builder(), config.retriever_options)
-    if config.quantizer is not None:
-        spec = registry("quantizers").spec(config.quantizer)
-        check_options(f"quantizer {config.quantizer!r}", spec.builder(), {"input_dim": 1, **config.quantizer_options})
+    owner = "retrieval"
+    if not config.datapath:
+        raise ConfigError("datapath is required: the folder holding datasets/<dataset>/ (--set datapath=...)")
+    steps = config.run_steps
+    if not steps:
+        raise ConfigError(f"steps is empty; choose from {', '.join(STEPS)}")
+    if "extract" not in steps and config.features_dir is None:
+        raise ConfigError("without the extract step, features_dir must name a previous run's folder")
+    if not (config.text_to_image or config.image_to_text):
+        raise ConfigError("text_to_image and image_to_text are both off: nothing to search")
+    if not config.model_paths:
+        raise ConfigError("model_paths is empty; give a checkpoint, or 'none' for random weights")
+    check_int(owner, "quantizer_steps", config.quantizer_steps, minimum=0)
+    check_int(owner, "batch_size", config.batch_size, minimum=1)
+    check_number(owner, "learning_rate", config.learning_rate, minimum=0, exclusive=("minimum",))
+    locate_split(config.datapath, config.dataset, config.split, source=config.data_source)
+    if "extract" in steps:
+        plugins.registry("backbones").check(
+            "chinese_clip", vision_model=config.vision_model, text_model=config.text_model, batch_size=config.batch_size
+        )
+        for path in config.model_paths:
+            if path != "none" and not Path(path).is_file():
+                raise ConfigError(
+                    f"model_paths: no checkpoint at {path}; give a Chinese-CLIP checkpoint, or 'none' (random weights)"
+                )
+    elif {"knn", "recall"} & set(steps):
+        for path in config.model_paths:
+            for features in features_files(config, path):
+                if not features.is_file():
+                    raise ConfigError(f"features_dir: no {features} (model {model_name(path)!r}); extract it first")
+    if "knn" in steps:
+        plugins.registry("retrievers").check(config.retriever, **config.retriever_options)
+    if config.quantizer is not None and {"knn", "recall"} & set(steps):
+        dimension = feature_dim(config, config.model_paths[0])
+        plugins.registry("quantizers").check(config.quantizer, input_dim=dimension, **config.quantizer_options)
+
+
+def feature_dim(config: RetrievalConfig, model_path: str) -> int:
+    """The dimension of the embeddings the quantizer will see: the model's, or that of the
+    features given."""
+    import json
+
+    if "extract" in config.run_steps:
+        from esq_clip.models import model_info
+
+        return int(model_info(config.vision_model, config.text_model)["embed_dim"])
+    path = features_files(config, model_path)[0]
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return len(json.loads(handle.readline())["feature"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}, line 1: not a features line ({error}); extract again") from None
+
+
+def features_files(config: RetrievalConfig, model_path: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """The image and the text features files of a model, in ``folder`` (default: its folder in
+    ``features_dir``)."""
+    folder = folder if folder is not None else Path(config.features_dir) / model_name(model_path)
+    return folder / f"{config.split}_imgs.img_feat.jsonl", folder / f"{config.split}_texts.txt_feat.jsonl"
 
 
 def model_name(path: str) -> str:
@@ -86,11 +129,10 @@ def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, 
     """Normalised image and text features of the split, in the official features files."""
     import torch
 
-    from esq import registry
     from esq_clip.recall import write_features
 
     torch.manual_seed(config.seed)
-    model = registry("backbones").create(
+    model = context.registry("backbones").create(
         "chinese_clip",
         vision_model=config.vision_model,
         text_model=config.text_model,
@@ -101,34 +143,34 @@ def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, 
     for start in context.progress(range(0, len(split.image_ids), config.batch_size), "images"):
         ids = split.image_ids[start : start + config.batch_size]
         parts.append(model.encode_images(model.preprocess(split.images(ids))))
-    write_features(folder / f"{config.split}_imgs.img_feat.jsonl", "image_id", split.image_ids, torch.cat(parts))
+    images_file, texts_file = features_files(config, model_path, folder)
+    write_features(images_file, "image_id", split.image_ids, torch.cat(parts))
     texts = model.encode_texts([text for _, text, _ in split.texts])
     text_ids = [text_id for text_id, _, _ in split.texts]
-    write_features(folder / f"{config.split}_texts.txt_feat.jsonl", "text_id", text_ids, texts)
+    write_features(texts_file, "text_id", text_ids, texts)
     context.log.info("%s: %d image and %d text features", model_name(model_path), len(split.image_ids), len(text_ids))
 
 
-def top_k(config: RetrievalConfig, keys: Any, key_ids: list[int], queries: Any) -> list[list[int]]:
-    from esq import registry
-
+def top_k(config: RetrievalConfig, context: RunContext, keys: Any, key_ids: list[int], queries: Any) -> list[list[int]]:
     if len(key_ids) < TOP_K:
         raise DataError(
             f"{config.split}: {len(key_ids)} gallery items for top-{TOP_K} predictions; need at least {TOP_K}"
         )
-    retriever = registry("retrievers").create(config.retriever, **config.retriever_options).index(keys)
+    retriever = context.registry("retrievers").create(config.retriever, **config.retriever_options).index(keys)
     _, positions = retriever.search(queries, TOP_K)
     return [[key_ids[position] for position in row] for row in positions.tolist()]
 
 
-def squeeze(config: RetrievalConfig, gallery: Any, *others: Any) -> tuple[list[Any], float]:
+def squeeze(config: RetrievalConfig, context: RunContext, gallery: Any, *others: Any) -> tuple[list[Any], float]:
     """The gallery and the other embeddings through a quantizer fitted on the gallery,
     re-normalised; and its bits per vector."""
     import torch
 
-    from esq import registry
     from esq_clip.fitting import fit_quantizer
 
-    quantizer = registry("quantizers").create(config.quantizer, input_dim=gallery.shape[1], **config.quantizer_options)
+    quantizer = context.registry("quantizers").create(
+        config.quantizer, input_dim=gallery.shape[1], **config.quantizer_options
+    )
     fit_quantizer(quantizer, gallery.unsqueeze(0), config.quantizer_steps, config.learning_rate)
     squeezed = []
     with torch.no_grad():
@@ -139,7 +181,7 @@ def squeeze(config: RetrievalConfig, gallery: Any, *others: Any) -> tuple[list[A
 
 
 def search_and_score(
-    config: RetrievalConfig, folder: Path, split: Any, features: dict[str, Any], suffix: str
+    config: RetrievalConfig, context: RunContext, folder: Path, split: Any, features: dict[str, Any], suffix: str
 ) -> list[dict[str, Any]]:
     """Predictions (official files) and recalls in each direction for one set of embeddings."""
     from esq_clip.recall import (
@@ -164,10 +206,10 @@ def search_and_score(
         directions.append(("image_to_text", texts, text_ids, images, image_ids, gold, "image_id", "text_ids", "tr_"))
     for direction, keys, key_ids, queries, query_ids, gold, query_key, answer_key, prefix in directions:
         predictions_path = folder / f"{config.split}_{prefix}predictions{suffix}.jsonl"
-        if "knn" in config.steps:
-            answers = top_k(config, keys, key_ids, queries)
+        if "knn" in config.run_steps:
+            answers = top_k(config, context, keys, key_ids, queries)
             write_predictions(predictions_path, query_key, answer_key, query_ids, answers)
-        if "recall" in config.steps:
+        if "recall" in config.run_steps:
             predictions = _read_predictions(predictions_path, query_key, answer_key)
             r1, r5, r10 = recalls(gold, predictions)
             document = score_document(r1, r5, r10)
@@ -188,8 +230,8 @@ def _read_predictions(path: Path, query_key: str, answer_key: str) -> dict[int, 
 
 
 def run(config: RetrievalConfig, context: RunContext) -> Results:
-    from esq_clip.data import open_split
     from esq_clip.recall import read_features
+    from esq_clip.splits import open_split
 
     split = open_split(config.datapath, config.dataset, config.split, source=config.data_source)
     context.log.info("%s: %d images, %d texts", split.name, len(split.image_ids), len(split.texts))
@@ -198,16 +240,17 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
         name = model_name(model_path)
         folder = context.path(name)
         folder.mkdir(parents=True, exist_ok=True)
-        if "extract" in config.steps:
+        if "extract" in config.run_steps:
             extract(config, model_path, folder, split, context)
-        source = folder if "extract" in config.steps else Path(config.features_dir) / name
-        if not ({"knn", "recall"} & set(config.steps)):
+        source = folder if "extract" in config.run_steps else None
+        images_file, texts_file = features_files(config, model_path, source)
+        if not ({"knn", "recall"} & set(config.run_steps)):
             continue
         features = {
-            "images": read_features(source / f"{config.split}_imgs.img_feat.jsonl", "image_id"),
-            "texts": read_features(source / f"{config.split}_texts.txt_feat.jsonl", "text_id"),
+            "images": read_features(images_file, "image_id"),
+            "texts": read_features(texts_file, "text_id"),
         }
-        for row in search_and_score(config, folder, split, features, ""):
+        for row in search_and_score(config, context, folder, split, features, ""):
             rows.append(
                 {
                     "model": name,
@@ -217,9 +260,9 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
                 }
             )
         if config.quantizer is not None:
-            (images, texts), bits = squeeze(config, features["images"][1], features["texts"][1])
+            (images, texts), bits = squeeze(config, context, features["images"][1], features["texts"][1])
             squeezed = {"images": (features["images"][0], images), "texts": (features["texts"][0], texts)}
-            for row in search_and_score(config, folder, split, squeezed, f".{config.quantizer}"):
+            for row in search_and_score(config, context, folder, split, squeezed, f".{config.quantizer}"):
                 rows.append({"model": name, "embeddings": config.quantizer, **row, "bits_per_vector": bits})
     return Results(
         rows=rows, summary={"dataset": split.name, "images": len(split.image_ids), "texts": len(split.texts)}

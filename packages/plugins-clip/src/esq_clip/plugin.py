@@ -43,6 +43,7 @@ def esq_pipelines() -> list[PipelineSpec]:
             name="retrieval",
             config=pipeline.RetrievalConfig,
             run=pipeline.run,
+            check=pipeline.check,
             summary="Chinese-CLIP retrieval: features, top-k, Recall@1/5/10 both ways, official files, quantizers",
         )
     ]
