@@ -15,15 +15,14 @@ def running_stats(module):
 
 
 @pytest.mark.parametrize(("name", "size"), SEGMENTATION)
-def test_a_training_parent_neither_changes_the_frozen_part_nor_its_gradients(name, size, images):
-    torch.manual_seed(0)
-    backbone = esq.registry("backbones").create(name, weights="none", num_classes=3)
+def test_a_training_parent_neither_changes_the_frozen_part_nor_its_gradients(name, size, images, variant):
+    backbone = variant(name)  # the session's weights, copied: this test trains the head
     parent = nn.ModuleDict({"model": backbone}).train()
     assert not any(module.training for module in backbone.network.modules())
     assert all(module.training for module in backbone.head.modules())
     before = running_stats(backbone.network)
     logits = backbone(images(2, size))
-    assert logits.shape == (2, 3, size, size)
+    assert logits.shape == (2, backbone.num_classes, size, size)
     logits.mean().backward()
     after = running_stats(backbone.network)
     assert all(torch.equal(before[key], after[key]) for key in before), "BatchNorm statistics drifted"
@@ -66,11 +65,8 @@ def test_a_half_precision_backbone_extracts_in_its_dtype(images):
     assert backbone(images(2, 32)).dtype == torch.bfloat16
 
 
-def test_train_last_block_trains_that_block_alone(images):
-    torch.manual_seed(0)
-    backbone = esq.registry("backbones").create(
-        "deeplabv3_resnet50", weights="none", num_classes=2, train_last_block=True
-    )
+def test_train_last_block_trains_that_block_alone(images, variant):
+    backbone = variant("deeplabv3_resnet50", train_last_block=True)
     backbone.train()
     body = backbone.network
     assert body.layer4.training and not body.layer3.training and not body.bn1.training

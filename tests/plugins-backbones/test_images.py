@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from esq.errors import DataError
+from esq import DataError
 from esq_backbones.images import ImageTransform
 
 MEAN, STD = (0.5, 0.25, 0.0), (0.5, 0.5, 1.0)

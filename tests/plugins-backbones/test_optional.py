@@ -8,7 +8,7 @@ import torch
 from torchvision import models
 
 import esq
-from esq.errors import ConfigError
+from esq import ConfigError
 
 
 def test_lpips_features_give_the_lpips_distance(tmp_path, images):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from esq.errors import ConfigError, DataError, UnknownNameError
+from esq import ConfigError, DataError, UnknownNameError
 
 
 def test_index_name_and_alias_give_the_same_map(build, images):
@@ -31,11 +31,9 @@ def test_unknown_layers_list_the_valid_ones(build):
         backbone.resolve_layers([])
 
 
-def test_an_unknown_default_layer_is_refused_when_built():
-    import esq
-
+def test_an_unknown_default_layer_is_refused_when_built(meta):
     with pytest.raises(ConfigError, match="vgg19: unknown layer 'features.99'"):
-        esq.registry("backbones").create("vgg19", layer="features.99")
+        meta("vgg19", layer="features.99")
 
 
 def test_resnet_taps_equal_torchvision_forward(build, images):
@@ -103,19 +101,22 @@ def test_sd_vae_taps_follow_the_reference_indices(build, images):
     torch.testing.assert_close(backbone.features(x, "conv_out")["conv_out"], expected)
 
 
-def test_batches_and_memory_layout_do_not_change_features(build, images):
+def test_batches_and_memory_layout_do_not_change_features(build, variant, images):
     x = images(5, 32)
     backbone = build("vgg19")
     whole = backbone.features(x, "features.20")["features.20"]
     torch.testing.assert_close(backbone.features(x, "features.20", batch_size=2)["features.20"], whole)
-    contiguous = build("vgg19", channels_last=False)
+    contiguous = variant("vgg19", channels_last=False)
+    assert backbone.channels_last and not contiguous.channels_last
+    assert contiguous.network.features[0].weight.is_contiguous()
     torch.testing.assert_close(contiguous.features(x, "features.20")["features.20"], whole, rtol=1e-4, atol=1e-4)
     assert whole.is_contiguous()
 
 
-def test_feature_dim_is_the_default_layers_width(build):
+def test_feature_dim_is_the_default_layers_width(build, meta):
     assert build("resnet50").feature_dim == 2048
-    assert build("resnet50", layer="layer2").feature_dim == 512
-    assert build("vgg19", layer="features.2").feature_dim == 64
+    assert meta("resnet50").feature_dim == 2048  # the meta device gives the same shapes
+    assert meta("resnet50", layer="layer2").feature_dim == 512
+    assert meta("vgg19", layer="features.2").feature_dim == 64
     assert build("vit_b_32").feature_dim == 768
     assert build("tiny_cnn").feature_dim == 32

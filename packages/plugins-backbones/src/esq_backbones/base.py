@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from esq import ConfigError, UnknownNameError
-from esq import did_you_mean
+from esq import ConfigError, UnknownNameError, WithOptions, check_bool, check_int, did_you_mean
 from esq_backbones.images import rgb_batch
 from esq_backbones.weights import PretrainedFile, apply_weights, torchvision_file
 
@@ -33,18 +33,14 @@ def freeze(module: nn.Module) -> None:
     module.requires_grad_(False)
 
 
-def positive_int(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
-class FrozenBackbone(nn.Module):
+class FrozenBackbone(WithOptions, nn.Module):
     """A frozen ``network`` whose modules ``taps`` (name → module, in forward order) can be read.
 
-    Subclasses set ``name``, ``preprocess`` and ``options``, ``WEIGHTS`` (a torchvision weights
-    enum member) or their own ``pretrained_files``, and may override ``_run`` (the forward pass
-    that feeds the taps), ``_tap_output`` (e.g. dropping a class token) and ``_check_size``.
+    Subclasses set ``name`` and ``preprocess``, ``WEIGHTS`` (a torchvision weights enum member)
+    or their own ``pretrained_files``, and may override ``_run`` (the forward pass that feeds the
+    taps), ``_tap_output`` (e.g. dropping a class token) and ``_check_size``. Each constructor
+    parameter of a subclass is stored under its own name (``weights``, ``layer`` and
+    ``batch_size`` here), which is how ``options`` reads them back (``esq.WithOptions``).
     ``feature_dim`` is the default layer's width, measured once on a ``probe_size`` image.
     """
 
@@ -58,6 +54,7 @@ class FrozenBackbone(nn.Module):
         taps: Mapping[str, nn.Module],
         default_layer: str,
         *,
+        weights: str | Path = "none",
         aliases: Mapping[str, nn.Module] | None = None,
         batch_size: int = 32,
         channels_last: bool = False,
@@ -65,11 +62,13 @@ class FrozenBackbone(nn.Module):
         super().__init__()
         self.network = network
         freeze(network)
+        self.weights = str(weights)
         self._taps = dict(taps)
         self._aliases = dict(aliases or {})
+        self.layer = default_layer
         self.default_layer = self._layer_name(default_layer)
-        self.batch_size = positive_int(batch_size, f"{self.name}: batch_size")
-        self.channels_last = bool(channels_last)
+        self.batch_size = check_int(self.name, "batch_size", batch_size, minimum=1)
+        self.channels_last = check_bool(self.name, "channels_last", channels_last)
         if self.channels_last:
             network.to(memory_format=torch.channels_last)
 
@@ -187,7 +186,7 @@ class FrozenBackbone(nn.Module):
         """
         names = self.resolve_layers(layers)
         images = self._checked(images)
-        size = positive_int(batch_size, "batch_size") if batch_size is not None else self.batch_size
+        size = check_int(self.name, "batch_size", batch_size, minimum=1) if batch_size is not None else self.batch_size
         parameter = next(self.network.parameters())
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}

@@ -49,13 +49,9 @@ class ResNet50(FrozenBackbone):
         self.load_weights(weights, network)
         taps, stages = resnet_taps(network)
         taps["avgpool"] = network.avgpool
-        super().__init__(network, taps, layer, aliases=stages, batch_size=batch_size, channels_last=channels_last)
-        self.options = {
-            "weights": str(weights),
-            "layer": layer,
-            "batch_size": batch_size,
-            "channels_last": channels_last,
-        }
+        super().__init__(
+            network, taps, layer, weights=weights, aliases=stages, batch_size=batch_size, channels_last=channels_last
+        )
         self.preprocess = classification_transform(self.name, self.WEIGHTS)
 
 
@@ -72,11 +68,5 @@ class VGG19(FrozenBackbone):
         self.load_weights(weights, network)
         taps = {f"features.{index}": module for index, module in enumerate(network.features)}
         taps["avgpool"] = network.avgpool
-        super().__init__(network, taps, layer, batch_size=batch_size, channels_last=channels_last)
-        self.options = {
-            "weights": str(weights),
-            "layer": layer,
-            "batch_size": batch_size,
-            "channels_last": channels_last,
-        }
+        super().__init__(network, taps, layer, weights=weights, batch_size=batch_size, channels_last=channels_last)
         self.preprocess = classification_transform(self.name, self.WEIGHTS)

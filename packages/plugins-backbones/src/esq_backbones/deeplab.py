@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torchvision.models import segmentation
 
-from esq_backbones.base import positive_int
+from esq import check_int
 from esq_backbones.classifiers import resnet_taps
 from esq_backbones.images import ImageTransform
 from esq_backbones.segmentation import SegmentationBackbone
@@ -37,7 +37,7 @@ class DeepLabV3ResNet50(SegmentationBackbone):
         batch_size: int = 16,
         channels_last: bool = True,
     ) -> None:
-        num_classes = positive_int(num_classes, f"{self.name}: num_classes")
+        num_classes = check_int(self.name, "num_classes", num_classes, minimum=1)
         model = segmentation.deeplabv3_resnet50(
             weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
         )
@@ -51,6 +51,7 @@ class DeepLabV3ResNet50(SegmentationBackbone):
             body,
             taps,
             "layer4.2",
+            weights=weights,
             aliases=stages,
             head=classifier,
             last_block=body.layer4,
@@ -59,13 +60,6 @@ class DeepLabV3ResNet50(SegmentationBackbone):
             batch_size=batch_size,
             channels_last=channels_last,
         )
-        self.options = {
-            "weights": str(weights),
-            "num_classes": num_classes,
-            "train_last_block": train_last_block,
-            "batch_size": batch_size,
-            "channels_last": channels_last,
-        }
         self.preprocess = ImageTransform(self.name, self.WEIGHTS.transforms().mean, self.WEIGHTS.transforms().std)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:

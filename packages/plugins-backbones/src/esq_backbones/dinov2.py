@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import InterpolationMode
 
-from esq import ConfigError
+from esq import ConfigError, check_int
 from esq_backbones.base import FrozenBackbone
 from esq_backbones.images import ImageTransform, check_size_multiple
 from esq_backbones.weights import PretrainedFile, huggingface_file
@@ -35,9 +35,9 @@ class DINOv2ViTB14(FrozenBackbone):
     ) -> None:
         import timm
 
-        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < PATCH or image_size % PATCH:
+        if check_int(self.name, "image_size", image_size, minimum=PATCH) % PATCH:
             raise ConfigError(
-                f"{self.name}: image_size must be a positive multiple of the patch size {PATCH} (518 = 37 × 14), "
+                f"{self.name}: image_size must be a multiple of the patch size {PATCH} (518 = 37 × 14), "
                 f"got {image_size!r}"
             )
         from timm.models.vision_transformer import checkpoint_filter_fn
@@ -47,9 +47,9 @@ class DINOv2ViTB14(FrozenBackbone):
         taps = {"patch_embed": network.patch_embed}
         taps.update({f"blocks.{index}": block for index, block in enumerate(network.blocks)})
         taps["norm"] = network.norm
-        super().__init__(network, taps, layer, batch_size=batch_size)
+        super().__init__(network, taps, layer, weights=weights, batch_size=batch_size)
         self.prefix_tokens = network.num_prefix_tokens
-        self.options = {"weights": str(weights), "layer": layer, "image_size": image_size, "batch_size": batch_size}
+        self.image_size = image_size
         config = network.pretrained_cfg
         self.preprocess = ImageTransform(
             self.name, config["mean"], config["std"], image_size, image_size, InterpolationMode(config["interpolation"])

@@ -52,10 +52,9 @@ class LPIPSVGG(FrozenBackbone):
             network = lpips.LPIPS(net="vgg", pretrained=pretrained, pnet_rand=True, verbose=False)
         self.load_weights(weights, network.net, convert=vgg_to_slices)
         slices = [getattr(network.net, f"slice{k}") for k in range(1, len(LAYERS) + 1)]
-        super().__init__(network, dict(zip(LAYERS, slices, strict=True)), layer, batch_size=batch_size)
+        super().__init__(network, dict(zip(LAYERS, slices, strict=True)), layer, weights=weights, batch_size=batch_size)
         self._lins = dict(zip(LAYERS, network.lins, strict=True))
         self._normalize = lpips.normalize_tensor
-        self.options = {"weights": str(weights), "layer": layer, "batch_size": batch_size}
         self.preprocess = ImageTransform(self.name, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
     def _run(self, images: torch.Tensor) -> object:

@@ -63,8 +63,7 @@ class SDVAEEncoder(FrozenBackbone):
         taps.update({"mid_block.resnets.0": middle.resnets[0], "mid_block.attentions.0": middle.attentions[0]})
         taps.update({"mid_block.resnets.1": middle.resnets[1], "conv_norm_out": encoder.conv_norm_out})
         taps.update({"conv_act": encoder.conv_act, "conv_out": encoder.conv_out})
-        super().__init__(encoder, taps, layer, batch_size=batch_size)
-        self.options = {"weights": str(weights), "layer": layer, "batch_size": batch_size}
+        super().__init__(encoder, taps, layer, weights=weights, batch_size=batch_size)
         self.preprocess = ImageTransform(self.name, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
     @classmethod

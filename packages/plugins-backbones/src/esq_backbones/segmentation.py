@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esq_backbones.base import FrozenBackbone, positive_int
+from esq import check_bool, check_int
+from esq_backbones.base import FrozenBackbone
 
 
 class SegmentationBackbone(FrozenBackbone):
@@ -35,10 +36,10 @@ class SegmentationBackbone(FrozenBackbone):
         **options: Any,
     ) -> None:
         super().__init__(network, taps, default_layer, **options)
-        self.num_classes = positive_int(num_classes, f"{self.name}: num_classes")
+        self.num_classes = check_int(self.name, "num_classes", num_classes, minimum=1)
         self.head = head
         object.__setattr__(self, "last_block", last_block)  # a part of `network`, not a second copy
-        self.train_last_block = bool(train_last_block)
+        self.train_last_block = check_bool(self.name, "train_last_block", train_last_block)
         if self.train_last_block:
             last_block.requires_grad_(True)
         self.train(self.training)
@@ -78,8 +79,8 @@ class SegmentationBackbone(FrozenBackbone):
 
 def conv_head(owner: str, in_channels: int, hidden: int, num_classes: int) -> nn.Sequential:
     """Conv3×3 → BatchNorm → ReLU → Conv1×1, the head the ViT and tiny backbones train."""
-    hidden = positive_int(hidden, f"{owner}: head_channels")
-    num_classes = positive_int(num_classes, f"{owner}: num_classes")
+    hidden = check_int(owner, "head_channels", hidden, minimum=1)
+    num_classes = check_int(owner, "num_classes", num_classes, minimum=1)
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(hidden),

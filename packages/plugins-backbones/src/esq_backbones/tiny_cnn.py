@@ -50,19 +50,14 @@ class TinyCNN(SegmentationBackbone):
             network,
             dict(network.named_children()),
             "block4",
+            weights=weights,
             head=conv_head(self.name, WIDTHS[-1], head_channels, num_classes),
             last_block=network[-1],
             num_classes=num_classes,
             train_last_block=train_last_block,
             batch_size=batch_size,
         )
-        self.options = {
-            "weights": str(weights),
-            "num_classes": num_classes,
-            "head_channels": head_channels,
-            "train_last_block": train_last_block,
-            "batch_size": batch_size,
-        }
+        self.head_channels = head_channels
         self.preprocess = ImageTransform(self.name)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,7 @@ class ViTSegmentation(SegmentationBackbone):
             network,
             taps,
             "encoder.ln",
+            weights=weights,
             head=conv_head(self.name, network.hidden_dim, head_channels, num_classes),
             last_block=encoder_layers[-1],
             num_classes=num_classes,
@@ -52,13 +53,7 @@ class ViTSegmentation(SegmentationBackbone):
             batch_size=batch_size,
         )
         self.patch_size = network.patch_size
-        self.options = {
-            "weights": str(weights),
-            "num_classes": num_classes,
-            "head_channels": head_channels,
-            "train_last_block": train_last_block,
-            "batch_size": batch_size,
-        }
+        self.head_channels = head_channels
         self.preprocess = ImageTransform(self.name)
 
     def _check_size(self, height: int, width: int) -> None:
