@@ -6,11 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from esq import DataError, MetricResult
-from esq.validation import paired_features
+from esq import DataError, MetricResult, WithOptions, check_number, paired_features
 
 
-class MeanCosine:
+class MeanCosine(WithOptions):
     """Mean (and minimum) cosine similarity of row i of ``x`` with row i of ``y``.
 
     >>> import numpy as np
@@ -19,11 +18,7 @@ class MeanCosine:
     """
 
     def __init__(self, eps: float = 1e-12) -> None:
-        self.eps = eps
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"eps": self.eps}
+        self.eps = check_number("mean_cosine", "eps", eps, minimum=0, exclusive=("minimum",))
 
     def __call__(self, x: Any, y: Any) -> MetricResult:
         x, y = paired_features(x, y)

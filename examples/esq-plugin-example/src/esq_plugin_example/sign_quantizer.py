@@ -6,30 +6,24 @@ a linear decoder, the only trained part, maps the ±1 code back to ``input_dim``
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from einops import rearrange
 from torch import nn
 
-from esq import ConfigError, DataError, QuantizerOutput
+from esq import DataError, QuantizerOutput, WithOptions, check_int
 
 
-class SignQuantizer(nn.Module):
+class SignQuantizer(WithOptions, nn.Module):
     """``forward(x)``: ``(b, n, d)`` tokens or ``(b, d, h, w)`` maps to the same shape."""
 
     def __init__(self, input_dim: int, bits: int = 64, seed: int = 0) -> None:
         super().__init__()
-        if input_dim < 1 or bits < 1:
-            raise ConfigError(f"random_projection: input_dim and bits must be positive, got {input_dim} and {bits}")
-        self.input_dim, self.bits, self.seed = input_dim, bits, seed
+        self.input_dim = check_int("random_projection", "input_dim", input_dim, minimum=1)
+        self.bits = check_int("random_projection", "bits", bits, minimum=1)
+        self.seed = check_int("random_projection", "seed", seed)
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("projection", torch.randn(bits, input_dim, generator=generator) / bits**0.5)
         self.decoder = nn.Linear(bits, input_dim)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"input_dim": self.input_dim, "bits": self.bits, "seed": self.seed}
 
     @property
     def bits_per_vector(self) -> float:
