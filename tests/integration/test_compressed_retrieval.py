@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
+from clip_dataset import write_split
 from PIL import Image
 
 from esq.cli.main import make_cli
-from esq_clip.data import write_split
 from esq_clip.recall import write_features
 
 IMAGES = 12

@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import esq
+from esq.builtin.checkpoints import load_checkpoint
 from esq.builtin.data.segmentation import open_segmentation
 from esq.builtin.training.segmentation_metrics import SegmentationScores
 from esq.cli.main import make_cli
@@ -60,7 +61,7 @@ def test_squeeze_writes_checkpoints_logs_and_the_test_scores(trained):
 
 def test_a_checkpoint_rebuilds_the_model_alone_and_scores_what_the_run_reported(trained):
     row, run = trained["squeeze"]
-    model = esq.load_checkpoint(run / "checkpoints" / "best.ckpt")
+    model = load_checkpoint(run / "checkpoints" / "best.ckpt")
     hparams = model.hparams
     assert (hparams["backbone"], hparams["quantizer"], hparams["num_classes"]) == ("tiny_cnn", "vq", 4)
     assert hparams["quantizer_options"]["codebook_size"] == 16 and hparams["data"]["dataset"] == "synthetic"
@@ -74,7 +75,7 @@ def test_a_checkpoint_rebuilds_the_model_alone_and_scores_what_the_run_reported(
 def test_baseline_has_no_quantizer_and_full_precision_bits(trained):
     row, run = trained["baseline"]
     assert row["quantizer"] == "none" and row["bits_per_vector"] == 32 * 32 and row["compression_ratio"] == 1.0
-    assert esq.load_checkpoint(run / "checkpoints" / "last.ckpt").model.quantizer is None
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt").model.quantizer is None
 
 
 def test_visualize_ranks_samples_and_draws_both_grids(trained, tmp_path):
@@ -109,17 +110,17 @@ def test_corrupt_and_foreign_checkpoints_are_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
-        esq.load_checkpoint(corrupt)
+        load_checkpoint(corrupt)
     foreign = tmp_path / "foreign.pth"
     torch.save({"encoder": {}, "epoch": 3}, foreign)
     with pytest.raises(CheckpointError, match="unknown checkpoint layout; found keys encoder, epoch"):
-        esq.load_checkpoint(foreign)
+        load_checkpoint(foreign)
 
 
 def test_a_nan_loss_stops_with_the_step_and_the_cause(trained):
     from esq.builtin.training.module import TrainingError
 
-    model = esq.load_checkpoint(trained["baseline"][1] / "checkpoints" / "last.ckpt").train()
+    model = load_checkpoint(trained["baseline"][1] / "checkpoints" / "last.ckpt").train()
     batch = (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, 32, 32, dtype=torch.int64))
 
     class Diverged(torch.nn.Module):  # what a head that blew up gives
@@ -180,22 +181,23 @@ def test_the_previous_tools_pth_loads_into_the_same_model(tmp_path):
         quantizer_options=options,
         encoder_adapter=True,
         decoder_adapter=True,
+        plugins=esq.load_plugins(),
     )
     with torch.no_grad():  # weights no random init gives: a loader that skipped them would differ
         for parameter in module.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
     module.eval()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    loaded = esq.load_checkpoint(legacy_file(tmp_path / "vq.pth", module, "vq"))
+    loaded = load_checkpoint(legacy_file(tmp_path / "vq.pth", module, "vq"))
     assert (loaded.hparams["backbone"], loaded.hparams["num_classes"]) == ("tiny_cnn", 3)
     assert {k: loaded.hparams["quantizer_options"][k] for k in options} == options
     torch.testing.assert_close(loaded(images), module(images), rtol=0, atol=0)
-    baseline = SegmentationModule(backbone="tiny_cnn", num_classes=3).eval()
-    loaded = esq.load_checkpoint(legacy_file(tmp_path / "baseline.pth", baseline, "baseline"))
+    baseline = SegmentationModule(backbone="tiny_cnn", num_classes=3, plugins=esq.load_plugins()).eval()
+    loaded = load_checkpoint(legacy_file(tmp_path / "baseline.pth", baseline, "baseline"))
     assert loaded.model.quantizer is None
     torch.testing.assert_close(loaded(images), baseline(images), rtol=0, atol=0)
     with pytest.raises(CheckpointError, match="a checkpoint of quantizer 'none', but this run uses quantizer 'vq'"):
-        esq.load_checkpoint(tmp_path / "baseline.pth", quantizer="vq")
+        load_checkpoint(tmp_path / "baseline.pth", quantizer="vq")
 
 
 def test_two_processes_with_ddp_share_one_run_directory_and_save_a_loadable_checkpoint(tmp_path):
@@ -207,7 +209,7 @@ def test_two_processes_with_ddp_share_one_run_directory_and_save_a_loadable_chec
     (run,) = (tmp_path / "squeeze").iterdir()
     assert (run / "run-rank1.log").is_file() and "DDP" not in finished.stdout
     assert json.loads((run / "results.json").read_text())["rows"] == [row]
-    model = esq.load_checkpoint(run / "checkpoints" / "last.ckpt")
+    model = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert model.hparams["quantizer"] == "vq" and model.bits_per_vector == 4.0
 
 
@@ -250,7 +252,7 @@ def test_a_folder_dataset_trains(tmp_path):
         tmp_path, "baseline", *SMALL, "--dataset", "folder", "--data-path", str(data), "--num-classes", "2"
     )
     assert json.loads(result.stdout)[0]["mean_iou"] >= 0.0
-    assert esq.load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["data"]["data_path"] == str(data)
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["data"]["data_path"] == str(data)
 
 
 def test_mlflow_is_used_when_installed_and_asked_for(tmp_path):

@@ -45,4 +45,4 @@ def check_loggers(loggers: list[str]) -> None:
             raise ConfigError(f"loggers: {name!r} is not one of {', '.join(LOGGER_MODULES)}")
         module = LOGGER_MODULES[name]
         if module is not None and importlib.util.find_spec(module) is None:
-            raise ConfigError(f"loggers: {name!r} needs {module}, which is not installed: pip install {module}")
+            raise ConfigError(f"loggers: {name} is not installed; pip install {module}, or drop it")

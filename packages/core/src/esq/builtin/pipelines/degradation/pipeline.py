@@ -156,8 +156,9 @@ def metric_entries(config: DegradationConfig, components: Any) -> list[MetricEnt
 
 
 def check(config: DegradationConfig, plugins: Any) -> None:
-    """Before the run directory exists: every component is installed and takes its options (the
-    backbones are built on the meta device: a refused value or a missing weights file shows)."""
+    """Before the run directory exists: every component is installed and takes its options. The
+    backbones' options are checked against their signatures only: a run the activation cache
+    answers never builds a backbone, nor reads its weights."""
     from esq.builtin.pipelines.degradation.feature_transforms import parse_transform
 
     backbones = plugins.registry("backbones")
@@ -165,10 +166,8 @@ def check(config: DegradationConfig, plugins: Any) -> None:
         if name not in config.backbones:
             raise ConfigError(f"backbone_options.{name}: {name!r} is not in backbones {config.backbones}")
     for name in config.backbones:
-        try:
-            backbones.check(name, **config.backbone_options.get(name, {}))
-        except ConfigError as error:
-            raise ConfigError(f"backbone_options.{name}: {error}") from None
+        options = config.backbone_options.get(name, {})
+        check_options(f"backbone_options.{name}: backbone {name!r}", backbones.spec(name).builder(), options)
     for name in config.mode_value("transforms"):
         parse_transform(name, config.pca_dim)
     for name in config.metric_options:
