@@ -264,3 +264,41 @@ def test_mlflow_is_used_when_installed_and_asked_for(tmp_path):
     else:
         _, run = esq_run(tmp_path, "baseline", *SMALL, "--logger", "mlflow", "--project-name", "trial")
         assert (run / "logs" / "mlruns").is_dir()
+
+
+REFUSED_BEFORE_THE_RUN = [
+    (
+        ["squeeze", "--quantizer", "lfq", "--codebook-size", "100"],
+        "quantizer: lfq: codebook_size must be a power of two",
+    ),
+    (
+        ["squeeze", "--quantizer", "vq", "--codebook-size", "1"],
+        "quantizer: vq: codebook_size must be an integer at least 2",
+    ),
+    (["squeeze", "--quantizer", "vq", "--quantizer-options", "{decay = 2.0}"], "quantizer: vq: decay"),
+    (["squeeze", "--quantizer", "vqq"], "unknown quantizer 'vqq' (did you mean 'vq'"),
+    (["baseline", "--model", "resnet50"], "model: backbone 'resnet50' extracts features but has no segmentation head"),
+    (["baseline", "--backbone-options", "{widht = 3}"], "model: backbone 'tiny_cnn' has no option 'widht'"),
+    (["baseline", "--model", "deeplab", "--backbone-options", "{weights = 'default'}"], "which is missing; download"),
+    (["baseline", "--model", "tiny_cnn", "--backbone-options", "{weights = 'nowhere.pt'}"], "nowhere.pt"),
+    (["baseline", "--resume", "nowhere/last.ckpt"], "resume: no checkpoint at nowhere/last.ckpt"),
+    (["baseline", "--use_clearml"], "use_clearml: esq does not log to ClearML"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), REFUSED_BEFORE_THE_RUN)
+def test_a_mistake_in_the_options_is_refused_before_the_run_directory_exists(tmp_path, options, message):
+    pipeline, *rest = options
+    result, run = esq_run(tmp_path, pipeline, *rest, expect=1)
+    assert message in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "runs").exists() and run is None
+
+
+def test_a_logger_that_is_not_installed_is_refused_before_the_run_directory_exists(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    result, _ = esq_run(tmp_path, "baseline", "--logger", "csv", "--logger", "mlflow", expect=1)
+    assert "loggers: mlflow is not installed; pip install mlflow" in result.output
+    assert not (tmp_path / "runs").exists()
