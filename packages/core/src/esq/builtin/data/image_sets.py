@@ -163,6 +163,18 @@ def open_images(
 # --- synthetic images -------------------------------------------------------------------------
 
 
+def gradient_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, image)``: pixel-centre coordinates in [0, 1] and a ``size × size × 3`` float32
+    background blending four random corner colours, shared by both synthetic generators."""
+    centres = ((np.arange(size) + 0.5) / size).astype(np.float32)
+    y, x = centres[:, None], centres[None, :]
+    corners = rng.uniform(0, 255, size=(2, 2, 3)).astype(np.float32)
+    top = corners[0, 0] + (corners[0, 1] - corners[0, 0]) * x[..., None]
+    bottom = corners[1, 0] + (corners[1, 1] - corners[1, 0]) * x[..., None]
+    image = top + (bottom - top) * y[..., None]
+    return x, y, image
+
+
 def synthetic_image(rng: np.random.Generator, size: int) -> np.ndarray:
     """A generated RGB image, ``uint8 (size, size, 3)``: a smooth colour gradient, 3–7 filled
     ellipses, rectangles and triangles in random colours, and a fine blurred-noise texture.
@@ -174,12 +186,7 @@ def synthetic_image(rng: np.random.Generator, size: int) -> np.ndarray:
     >>> bool((image == synthetic_image(np.random.default_rng(0), 24)).all())
     True
     """
-    centres = ((np.arange(size) + 0.5) / size).astype(np.float32)
-    y, x = centres[:, None], centres[None, :]
-    corners = rng.uniform(0, 255, size=(2, 2, 3)).astype(np.float32)
-    top = corners[0, 0] + (corners[0, 1] - corners[0, 0]) * x[..., None]
-    bottom = corners[1, 0] + (corners[1, 1] - corners[1, 0]) * x[..., None]
-    image = top + (bottom - top) * y[..., None]
+    x, y, image = gradient_background(rng, size)
 
     for _ in range(rng.integers(3, 8)):
         kind = rng.integers(3)

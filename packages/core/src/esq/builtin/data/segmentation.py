@@ -51,12 +51,11 @@ import torch
 import torch.utils.data
 
 from esq import ConfigError, DataError, UnknownNameError, did_you_mean
-from esq.builtin.data.image_sets import _rgb
+from esq.builtin.data.image_sets import IMAGE_EXTENSIONS, _rgb, gradient_background
 
 DATASETS = ("synthetic", "folder", "oxford_pet")
 SPLITS = ("train", "val", "test")
 IGNORE_INDEX = 255
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 SYNTHETIC_CLASSES = ["background", "disc", "square", "triangle"]
 OXFORD_PET_CLASSES = ["background", "pet", "border"]
 
@@ -338,12 +337,7 @@ def synthetic_segmentation(rng: np.random.Generator, size: int) -> tuple[np.ndar
     >>> image.shape, mask.shape, int(mask.max()) <= 3
     ((24, 24, 3), (24, 24), True)
     """
-    centres = ((np.arange(size) + 0.5) / size).astype(np.float32)
-    y, x = centres[:, None], centres[None, :]
-    corners = rng.uniform(0, 255, size=(2, 2, 3)).astype(np.float32)
-    top = corners[0, 0] + (corners[0, 1] - corners[0, 0]) * x[..., None]
-    bottom = corners[1, 0] + (corners[1, 1] - corners[1, 0]) * x[..., None]
-    image = top + (bottom - top) * y[..., None]
+    x, y, image = gradient_background(rng, size)
     stripe_angle, stripe_phase = rng.uniform(0, 2 * np.pi, size=2)
     stripes = np.sin(
         np.float32(2 * np.pi * rng.uniform(2, 8))
