@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
+import sys
+import time
 from dataclasses import dataclass
 
 import pytest
 
 import fake_plugin
-from esq import ConfigError, PipelineConfig, PipelineSpec, PluginError, load_plugins
+from esq import (
+    ConfigError,
+    DataError,
+    PipelineConfig,
+    PipelineSpec,
+    PluginError,
+    Results,
+    RunInterrupted,
+    failed_row,
+    load_plugins,
+)
 from esq.config import read_toml
 from esq.runner import rows_to_csv, run_pipeline
 
@@ -71,17 +85,86 @@ def test_two_runs_in_the_same_second_get_different_directories(tmp_path):
     assert first != second and first.name.endswith("-echo")
 
 
-def test_a_failing_run_writes_no_results_and_logs_the_traceback(tmp_path):
+def _document(tmp_path, pipeline):
+    (directory,) = (tmp_path / pipeline).iterdir()
+    return directory, json.loads((directory / "results.json").read_text())
+
+
+def test_a_failing_run_records_failed_with_its_reason_and_logs_the_traceback(tmp_path):
     def fail(config, context):
         raise RuntimeError("out of memory")
 
     spec = PipelineSpec(name="fails", config=PipelineConfig, run=fail, summary="Fails")
     with pytest.raises(RuntimeError):
         run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
-    (directory,) = (tmp_path / "fails").iterdir()
-    assert not (directory / "results.json").exists()
+    directory, document = _document(tmp_path, "fails")
+    assert document["status"] == "failed" and "out of memory" in document["error"]
     log = (directory / "run.log").read_text()
     assert "Traceback" in log and "RuntimeError: out of memory" in log
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [([], "produced no result rows"), ([failed_row(ValueError("k too large"), model="a")], "every result row failed")],
+)
+def test_a_run_without_a_computed_row_is_a_failure(tmp_path, rows, message):
+    spec = PipelineSpec(name="empty", config=PipelineConfig, run=lambda config, context: Results(rows=rows), summary="E")
+    with pytest.raises(DataError, match=message):
+        run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
+    _, document = _document(tmp_path, "empty")
+    assert document["status"] == "failed" and document["rows"] == rows
+
+
+def test_failed_rows_keep_the_rest_and_mark_the_run_partial(tmp_path):
+    rows = [{"model": "a", "score": 0.5}, failed_row(ValueError("unreadable checkpoint b.pt"), model="b")]
+    spec = PipelineSpec(name="some", config=PipelineConfig, run=lambda config, context: Results(rows=rows), summary="S")
+    run = run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
+    assert run.results.status == "partial"
+    _, document = _document(tmp_path, "some")
+    assert document["status"] == "partial"
+    assert [row["status"] for row in document["rows"]] == ["ok", "failed"]
+    assert "unreadable checkpoint b.pt" in document["rows"][1]["error"]
+    assert "status,error" in (run.directory / "results.csv").read_text().splitlines()[0]
+
+
+def test_a_pipeline_calling_sys_exit_is_a_plugin_error(tmp_path):
+    spec = PipelineSpec(name="exits", config=PipelineConfig, run=lambda config, context: sys.exit(0), summary="X")
+    with pytest.raises(PluginError, match=r"called sys.exit\(0\)"):
+        run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
+    assert _document(tmp_path, "exits")[1]["status"] == "failed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_as_interrupted(tmp_path, signum):
+    def wait_for_signal(config, context):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+        return Results(rows=[{"never": 1}])
+
+    spec = PipelineSpec(name="slow", config=PipelineConfig, run=wait_for_signal, summary="Slow")
+    with pytest.raises(RunInterrupted) as caught:
+        run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
+    assert caught.value.exit_code == 128 + signum
+    directory, document = _document(tmp_path, "slow")
+    assert document["status"] == "interrupted" and signal.Signals(signum).name in document["error"]
+    assert "interrupted" in (directory / "run.log").read_text()
+    assert signal.getsignal(signum) is not None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"LOCAL_RANK": "1"}, {"LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "NO_CONFIG": "1"}],
+)
+def test_a_rank_process_outside_a_multi_process_launch_is_refused(tmp_path, monkeypatch, environment):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    if "NO_CONFIG" not in environment:
+        (shared / "config.toml").write_text("")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ESQ_RUN_DIRECTORY", str(shared))
+    with pytest.raises(ConfigError, match="not started by a multi-process run.*unset ESQ_RUN_DIRECTORY"):
+        run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path, PLUGINS)
 
 
 def test_a_pipeline_must_return_results(tmp_path):
@@ -131,11 +214,12 @@ def test_results_record_the_plugins_and_files_get_the_usual_mode(tmp_path):
 def test_a_further_ddp_process_works_in_the_shared_directory_and_reports_nothing(tmp_path, monkeypatch):
     shared = tmp_path / "echo" / "first-run"
     shared.mkdir(parents=True)
-    monkeypatch.setenv("ESQ_RUN_DIRECTORY", str(shared))
-    monkeypatch.setenv("LOCAL_RANK", "1")
+    (shared / "config.toml").write_text("")
+    for name, value in {"ESQ_RUN_DIRECTORY": str(shared), "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "h"}.items():
+        monkeypatch.setenv(name, value)
     run = run_pipeline(ECHO, fake_plugin.EchoConfig(label="worker"), tmp_path, PLUGINS)
     assert run.worker and run.directory == shared
-    assert sorted(p.name for p in shared.iterdir()) == ["note.txt", "run-rank1.log"]
+    assert sorted(p.name for p in shared.iterdir()) == ["config.toml", "note.txt", "run-rank1.log"]
     monkeypatch.setenv("LOCAL_RANK", "0")
     first = run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path, PLUGINS)
     assert not first.worker and first.directory != shared and (first.directory / "results.json").is_file()

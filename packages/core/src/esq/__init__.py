@@ -8,7 +8,7 @@ for the conformance checks). A plugin author needs::
 
 the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``,
 ``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
-``two_samples``), ``WithOptions``, atomic writes (``write_atomic``, ``open_atomic``), and for a
+``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed), atomic writes (``write_atomic``, ``open_atomic``), and for a
 command ``plugin_options``, ``print_table`` and ``print_json``. This module does not import torch.
 """
 
@@ -18,7 +18,16 @@ from esq.commands import plugin_options
 from esq.components import MetricResult, QuantizerOutput
 from esq.config import PipelineConfig, build_config, config_layers
 from esq.console import stderr
-from esq.errors import CheckpointError, ConfigError, DataError, EsqError, PluginError, UnknownNameError
+from esq.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    EsqError,
+    PluginError,
+    RunInterrupted,
+    UnknownNameError,
+    error_line,
+)
 from esq.files import open_atomic, to_json, write_atomic
 from esq.hookspecs import hookimpl
 from esq.lazy_import import lazy
@@ -27,7 +36,7 @@ from esq.options import WithOptions, options_of
 from esq.output import print_json, print_table
 from esq.plugins import Plugins, core_version, load_plugins
 from esq.registries import KINDS, Registry, check_options
-from esq.results import Results, RunContext
+from esq.results import Results, RunContext, failed_row
 from esq.runner import share_run_directory
 from esq.specs import (
     BackboneSpec,
@@ -81,6 +90,7 @@ __all__ = [
     "Registry",
     "Results",
     "RetrieverSpec",
+    "RunInterrupted",
     "RunContext",
     "TopKIndex",
     "UnknownNameError",
@@ -95,7 +105,9 @@ __all__ = [
     "check_options",
     "config_layers",
     "did_you_mean",
+    "error_line",
     "exact_top_k",
+    "failed_row",
     "hookimpl",
     "lazy",
     "load_plugins",

@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from esq.errors import EsqError
 from esq.plugins import Plugins, load_plugins, plugin_key
 
 DEBUG_KEY = "esq.debug"
@@ -72,18 +71,3 @@ def plugin_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "(repeatable; ESQ_PLUGINS does the same, comma-separated).",
     )(with_plugins)
     return debug_option(decorated)
-
-
-def one_line(error: Exception) -> str:
-    """What the CLI prints for ``error``: an ``EsqError``'s message, or a hint to use ``--debug``;
-    notes added on the way (such as the run log's path) follow in parentheses.
-
-    >>> one_line(EsqError("runs.toml: no such file"))
-    'runs.toml: no such file'
-    """
-    if isinstance(error, EsqError):
-        message = str(error)
-    else:
-        message = f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)"
-    notes = "; ".join(getattr(error, "__notes__", []))
-    return f"{message} ({notes})" if notes else message

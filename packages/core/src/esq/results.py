@@ -8,7 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from esq.errors import error_line
+
 T = TypeVar("T")
+FAILED = "failed"
+
+
+def failed_row(error: BaseException | str, **keys: Any) -> dict[str, Any]:
+    """A result row for something that could not be computed (a model, a metric): ``keys``
+    say which, ``status`` is ``"failed"`` and ``error`` the reason in one line. The rest of the
+    run goes on, and ``esq run`` exits with code 3 ("some rows failed").
+
+    >>> failed_row(ValueError("k=10 needs more than 10 samples"), model="a", metric="jaccard_knn")["status"]
+    'failed'
+    """
+    reason = error if isinstance(error, str) else error_line(error)
+    return {**keys, "status": FAILED, "error": reason}
 
 
 @dataclass
@@ -17,12 +32,23 @@ class Results:
 
     ``rows`` are tidy (one per model × metric × setting): they become ``results.csv`` and, unless
     ``table`` is given, the table printed at the end. ``summary`` holds anything else worth
-    keeping in ``results.json``; ``table`` is a shorter view to print (a ranking, say).
+    keeping in ``results.json``; ``table`` is a shorter view to print (a ranking, say). A row
+    made by ``failed_row`` records what could not be computed and why.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     table: list[dict[str, Any]] | None = None
+
+    @property
+    def failed_rows(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row.get("status") == FAILED]
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"partial"`` (some rows failed) or ``"failed"`` (no row, or none computed)."""
+        failed = len(self.failed_rows)
+        return "ok" if not failed and self.rows else "partial" if failed < len(self.rows) else FAILED
 
 
 @dataclass

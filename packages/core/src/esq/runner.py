@@ -1,8 +1,8 @@
 """Runs a pipeline in its own directory: ``<output_dir>/<pipeline>/<timestamp>-<name>/``.
 
 The directory holds the resolved ``config.toml`` (``esq run PIPELINE --config`` on it repeats
-the run), ``run.log``, and on success ``results.json`` and a tidy ``results.csv``; every file is
-written atomically.
+the run), ``run.log``, ``results.json`` (with the run's ``status``, also when it failed or was
+interrupted) and a tidy ``results.csv``; every file is written atomically.
 
 Lightning's ``ddp`` strategy starts the same command again for each further local process. A
 pipeline that trains sets ``ESQ_RUN_DIRECTORY`` (``share_run_directory``) before it starts the
@@ -12,11 +12,15 @@ trainer, so those processes (``LOCAL_RANK`` > 0) work in the first one's directo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,10 +28,10 @@ from typing import Any
 
 from esq.config import config_to_dict, write_config
 from esq.console import OnceFilter
-from esq.errors import PluginError
+from esq.errors import ConfigError, DataError, PluginError, RunInterrupted, error_line
 from esq.files import to_json, write_atomic
 from esq.plugins import Plugins, core_version
-from esq.results import Results, RunContext
+from esq.results import FAILED, Results, RunContext
 from esq.seeding import seed_everything
 from esq.specs import PipelineSpec
 
@@ -45,9 +49,39 @@ class Run:
 
 
 def worker_rank() -> int:
-    """This process's ``LOCAL_RANK`` when it is a further process of a shared run, else 0."""
-    rank = os.environ.get("LOCAL_RANK", "0")
-    return int(rank) if os.environ.get(RUN_DIRECTORY_VARIABLE) and rank.isdigit() else 0
+    """This process's ``LOCAL_RANK`` when it is a further process of a shared run, else 0.
+    ``ESQ_RUN_DIRECTORY`` with a rank but without a launcher's variables, or naming no run, is
+    refused: such a process would otherwise do nothing and exit 0."""
+    rank, shared = os.environ.get("LOCAL_RANK", "0"), os.environ.get(RUN_DIRECTORY_VARIABLE)
+    if not shared or not rank.isdigit() or int(rank) == 0:
+        return 0
+    launched = all(os.environ.get(name) for name in ("WORLD_SIZE", "MASTER_ADDR"))
+    if not launched or not (Path(shared) / "config.toml").is_file():
+        raise ConfigError(
+            f"{RUN_DIRECTORY_VARIABLE}={shared} with LOCAL_RANK={rank}, but this process was not started by a "
+            f"multi-process run (no WORLD_SIZE/MASTER_ADDR, or no config.toml there): unset {RUN_DIRECTORY_VARIABLE}"
+        )
+    return int(rank)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``RunInterrupted`` while the block runs (in the main thread),
+    so a run ends through its ``finally`` and ``except`` clauses, and the previous handlers
+    come back after it. Lightning chains its own SIGTERM handler in front of this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise RunInterrupted(signum)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def share_run_directory(directory: Path) -> None:
@@ -90,11 +124,34 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _checked(spec: PipelineSpec, results: Any) -> Results:
+    if not isinstance(results, Results):
+        raise PluginError(
+            f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
+        )
+    if results.failed_rows:
+        for row in results.rows:
+            row.setdefault("status", "ok")
+    return results
+
+
+def _outcome_error(spec: PipelineSpec, results: Results) -> DataError | None:
+    """Why ``results`` is not a result at all: no rows, or none that was computed."""
+    if not results.rows:
+        return DataError(f"pipeline {spec.name!r} produced no result rows; run.log says what it skipped")
+    if results.status == FAILED:
+        return DataError(f"every result row failed; the first: {results.failed_rows[0].get('error')}")
+    return None
+
+
 def run_pipeline(
     spec: PipelineSpec, config: Any, output_dir: Path, plugins: Plugins, show_progress: bool = True
 ) -> Run:
     """Check ``config`` against the installed components (``plugins``), then run ``spec`` on it in
-    a new run directory under ``output_dir``. A config the check refuses leaves no directory."""
+    a new run directory under ``output_dir``. A config the check refuses leaves no directory.
+
+    ``results.json`` records the run's ``status``: ``ok``, ``partial`` (some rows failed: the
+    run returns), or ``failed`` and ``interrupted`` (the error is raised after it is written)."""
     spec.check_config(config, plugins)
     rank = worker_rank()
     if rank:
@@ -111,29 +168,58 @@ def run_pipeline(
     previous_level = esq_log.level
     esq_log.setLevel(logging.DEBUG)
     started = time.time()
+    results, status, error = Results(), "failed", None
     try:
-        log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
-        seed_everything(config.seed)
-        results = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress))
-        if not isinstance(results, Results):
-            raise PluginError(
-                f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
-            )
-        log.info("finished in %.1f s: %d result rows", time.time() - started, len(results.rows))
-    except Exception as error:
+        with interruptible():
+            log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
+            seed_everything(config.seed)
+            try:
+                returned = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress))
+            except SystemExit as exit_call:
+                raise PluginError(
+                    f"pipeline {spec.name!r} ({spec.distribution}) called sys.exit({exit_call.code!r}) instead of "
+                    "returning esq.Results or raising an error"
+                ) from None
+            results = _checked(spec, returned)
+            error, status = _outcome_error(spec, results), results.status
+            if error is not None:
+                raise error
+        log.info("finished in %.1f s: %d result rows, status %s", time.time() - started, len(results.rows), status)
+    except RunInterrupted as interruption:
+        status, error = "interrupted", interruption
+        log.info("run %s %s after %.1f s", spec.name, interruption, time.time() - started)
+        raise
+    except Exception as failure:
         # The traceback goes to run.log only; the console shows the error's one line.
-        log.debug("run %s failed: %s", spec.name, error, exc_info=True)
-        error.add_note(f"run log: {directory / 'run.log'}")
+        error = failure
+        log.debug("run %s failed: %s", spec.name, failure, exc_info=True)
+        log.info("run %s failed: %s", spec.name, error_line(failure))
+        failure.add_note(f"run log: {directory / 'run.log'}")
         raise
     finally:
         root.removeHandler(handler)
         esq_log.setLevel(previous_level)
         handler.close()
-    if rank:
-        return Run(directory, results, worker=True)
+        if not rank:
+            _write_results(directory, spec, config, plugins, started, status, results, error)
+    return Run(directory, results, worker=bool(rank))
+
+
+def _write_results(
+    directory: Path,
+    spec: PipelineSpec,
+    config: Any,
+    plugins: Plugins,
+    started: float,
+    status: str,
+    results: Results,
+    error: BaseException | None,
+) -> None:
     document = {
         "pipeline": spec.name,
         "run": directory.name,
+        "status": status,
+        **({"error": error_line(error)} if error is not None else {}),
         "esq_version": core_version(),
         "started": datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
@@ -144,4 +230,3 @@ def run_pipeline(
     }
     write_atomic(directory / "results.json", to_json(document) + "\n")
     write_atomic(directory / "results.csv", rows_to_csv(results.rows))
-    return Run(directory, results)

@@ -14,9 +14,11 @@ from typing import Any
 
 import click
 
-from esq.commands import context_plugins, debug_option, debug_requested, one_line
+from esq.commands import context_plugins, debug_option, debug_requested
 from esq.console import OnceFilter
+from esq.errors import RunInterrupted, error_line
 from esq.plugins import core_version
+from esq.runner import interruptible
 
 CORE_COMMANDS = {
     "list": ("esq.cli.list_command", "list_components"),
@@ -56,7 +58,7 @@ class EsqGroup(click.Group):
         except Exception as error:
             if debug_requested(ctx):
                 raise
-            raise click.ClickException(one_line(error)) from None
+            raise click.ClickException(error_line(error)) from None
 
 
 def make_cli() -> EsqGroup:
@@ -84,10 +86,14 @@ def main(argv: list[str] | None = None) -> None:
     handler.addFilter(OnceFilter())
     logging.getLogger("esq").addHandler(handler)
     try:
-        make_cli().main(args=argv, prog_name="esq")
+        with interruptible():
+            make_cli().main(args=argv, prog_name="esq")
+    except RunInterrupted as interruption:
+        click.echo(f"Error: {error_line(interruption)}", err=True)
+        sys.exit(interruption.exit_code)
     except Exception as error:
         # Raised outside a command (loading plugins' commands for `esq --help`).
         if "--debug" in (argv if argv is not None else sys.argv) or os.environ.get("ESQ_DEBUG", "") not in ("", "0"):
             raise
-        click.echo(f"Error: {one_line(error)}", err=True)
+        click.echo(f"Error: {error_line(error)}", err=True)
         sys.exit(1)

@@ -19,6 +19,7 @@ from esq.output import format_cell, print_json, print_table
 from esq.plugins import Plugins
 from esq.runner import run_pipeline
 
+PARTIAL_EXIT_CODE = 3  # the run finished, but some result rows failed
 VALUE_OPTIONS = {"--config", "--set", "--output-dir", "--seed", "--plugin"}
 
 
@@ -141,3 +142,9 @@ def run(
         shown = finished.results.table if finished.results.table is not None else finished.results.rows
         print_table(f"esq run {pipeline}", shown)
     stderr.print(f"run directory: {finished.directory}", highlight=False)
+    if failed := finished.results.failed_rows:
+        stderr.print(
+            f"{len(failed)} of {len(finished.results.rows)} result rows failed (their `error` column says why)",
+            highlight=False,
+        )
+        ctx.exit(PARTIAL_EXIT_CODE)
