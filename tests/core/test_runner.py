@@ -108,7 +108,9 @@ def test_a_failing_run_records_failed_with_its_reason_and_logs_the_traceback(tmp
     [([], "produced no result rows"), ([failed_row(ValueError("k too large"), model="a")], "every result row failed")],
 )
 def test_a_run_without_a_computed_row_is_a_failure(tmp_path, rows, message):
-    spec = PipelineSpec(name="empty", config=PipelineConfig, run=lambda config, context: Results(rows=rows), summary="E")
+    spec = PipelineSpec(
+        name="empty", config=PipelineConfig, run=lambda config, context: Results(rows=rows), summary="E"
+    )
     with pytest.raises(DataError, match=message):
         run_pipeline(spec, PipelineConfig(), tmp_path, PLUGINS)
     _, document = _document(tmp_path, "empty")
@@ -215,7 +217,12 @@ def test_a_further_ddp_process_works_in_the_shared_directory_and_reports_nothing
     shared = tmp_path / "echo" / "first-run"
     shared.mkdir(parents=True)
     (shared / "config.toml").write_text("")
-    for name, value in {"ESQ_RUN_DIRECTORY": str(shared), "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "h"}.items():
+    for name, value in {
+        "ESQ_RUN_DIRECTORY": str(shared),
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "h",
+    }.items():
         monkeypatch.setenv(name, value)
     run = run_pipeline(ECHO, fake_plugin.EchoConfig(label="worker"), tmp_path, PLUGINS)
     assert run.worker and run.directory == shared

@@ -8,8 +8,9 @@ for the conformance checks). A plugin author needs::
 
 the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``,
 ``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
-``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed), atomic writes (``write_atomic``, ``open_atomic``), and for a
-command ``plugin_options``, ``print_table`` and ``print_json``. This module does not import torch.
+``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed),
+atomic writes (``write_atomic``, ``open_atomic``), and for a command ``plugin_options``,
+``print_table`` and ``print_json``. This module does not import torch.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ __all__ = [
     "Registry",
     "Results",
     "RetrieverSpec",
-    "RunInterrupted",
     "RunContext",
+    "RunInterrupted",
     "TopKIndex",
     "UnknownNameError",
     "WithOptions",

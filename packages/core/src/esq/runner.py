@@ -174,7 +174,9 @@ def run_pipeline(
             log.info("esq %s: run %s in %s", core_version(), spec.name, directory)
             seed_everything(config.seed)
             try:
-                returned = spec.run(config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress))
+                returned = spec.run(
+                    config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress)
+                )
             except SystemExit as exit_call:
                 raise PluginError(
                     f"pipeline {spec.name!r} ({spec.distribution}) called sys.exit({exit_call.code!r}) instead of "
