@@ -6,7 +6,7 @@ for the conformance checks). A plugin author needs::
     from esq import hookimpl, BackboneSpec, QuantizerSpec, MetricSpec, DegradationSpec, \\
         RetrieverSpec, PipelineSpec
 
-the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``,
+the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``, ``check_device``,
 ``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
 ``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed),
 atomic writes (``write_atomic``, ``open_atomic``), and for a command ``plugin_options``,
@@ -52,6 +52,7 @@ from esq.validation import (
     as_matrix,
     check_bool,
     check_choice,
+    check_device,
     check_int,
     check_number,
     paired_features,
@@ -101,6 +102,7 @@ __all__ = [
     "build_config",
     "check_bool",
     "check_choice",
+    "check_device",
     "check_int",
     "check_number",
     "check_options",

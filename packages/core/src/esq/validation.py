@@ -128,10 +128,26 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
 
 
 def as_matrix(name: str, array: Any, min_rows: int = 2) -> np.ndarray:
-    """``array`` as a finite float64 matrix with at least ``min_rows`` rows."""
+    """``array`` as a finite float64 matrix with at least ``min_rows`` rows; strings, complex
+    numbers and ragged rows are refused.
+
+    >>> as_matrix("x", [[1.0, 2.0], [3.0]])
+    Traceback (most recent call last):
+    ...
+    esq.errors.DataError: argument `x` must be a matrix of real numbers (rows of equal length), got ragged rows
+    """
     if hasattr(array, "detach"):
-        array = array.detach().cpu().double().numpy()
-    matrix = np.asarray(array, dtype=np.float64)
+        array = array.detach().cpu()
+        array = array.numpy() if array.is_complex() else array.double().numpy()
+    expected = f"argument `{name}` must be a matrix of real numbers (rows of equal length)"
+    try:
+        raw = np.asarray(array)
+    except ValueError:
+        raise DataError(f"{expected}, got ragged rows") from None
+    if raw.dtype.kind not in "biuf":
+        kinds = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "ragged rows or objects"}
+        raise DataError(f"{expected}, got {kinds.get(raw.dtype.kind, raw.dtype)}")
+    matrix = raw.astype(np.float64)
     if matrix.ndim != 2:
         raise DataError(f"argument `{name}` expected a 2-D array (samples × features), got shape {matrix.shape}")
     if matrix.shape[0] < min_rows or matrix.shape[1] < 1:
@@ -161,3 +177,33 @@ def two_samples(reference: Any, other: Any, min_rows: int = 2) -> tuple[np.ndarr
             f"got {reference.shape[1]} and {other.shape[1]}"
         )
     return reference, other
+
+
+def check_device(owner: str, name: str, value: Any) -> str:
+    """``value`` if torch can put tensors there on this machine (``cpu``, ``cuda``, ``cuda:1``,
+    ``mps``...), or a ``ConfigError`` that says which devices there are.
+
+    >>> check_device("similarity", "device", "cpu")
+    'cpu'
+    >>> check_device("similarity", "device", "banana")
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: similarity: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'banana'
+    """
+    import torch
+
+    try:
+        device = torch.device(value if isinstance(value, str) else None)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"{owner}: {name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {value!r}"
+        ) from None
+    if device.type == "cpu":
+        return str(value)
+    backend = getattr(torch, device.type, None)
+    available = backend is not None and getattr(backend, "is_available", lambda: False)()
+    count = getattr(backend, "device_count", lambda: 1)() if available else 0
+    if not available or (device.index is not None and device.index >= count):
+        found = f"{count} {device.type} device(s)" if available else f"no {device.type} device"
+        raise ConfigError(f"{owner}: {name} is {value!r}, but this machine has {found}; use 'cpu' or another device")
+    return str(value)
