@@ -31,7 +31,7 @@ from esq.errors import ConfigError, UnknownNameError
 from esq.files import write_atomic
 from esq.names import did_you_mean
 
-RUN_NAME = re.compile(r"[A-Za-z0-9._-]*")
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]{0,100}")
 
 
 @dataclass
@@ -46,7 +46,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if not RUN_NAME.fullmatch(self.name):
-            raise ValueError(f"name {self.name!r} may hold only letters, digits, '.', '_' and '-'")
+            raise ValueError(f"name {self.name!r} may hold only letters, digits, '.', '_' and '-', at most 100 of them")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed {self.seed} must be between 0 and 2**32 - 1")
 

@@ -1,0 +1,149 @@
+"""How `esq run` ends: its exit code, the line on stderr, and the status results.json records,
+for a partial result, a signal, a pipeline that exits, and the file system refusing a write."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from esq import DataError, error_line
+from esq.cli.main import make_cli
+
+PIPELINES = """
+import os, sys, time
+from esq import PipelineConfig, PipelineSpec, Results, failed_row, hookimpl
+
+def partial(config, context):
+    return Results(rows=[{"model": "a", "score": 0.5}, failed_row(ValueError("b.pt: unreadable"), model="b")])
+
+def wait(config, context):
+    context.path("started").write_text(str(os.getpid()))
+    time.sleep(60)
+    return Results(rows=[{"never": 1}])
+
+def exits(config, context):
+    sys.exit(0)
+
+@hookimpl
+def esq_pipelines():
+    return [PipelineSpec(name=name, config=PipelineConfig, run=run, summary=name)
+            for name, run in (("partial", partial), ("wait", wait), ("exits", exits))]
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    path = tmp_path / "ending_plugin.py"
+    path.write_text(PIPELINES)
+    return str(path)
+
+
+def esq(*args: str):
+    return CliRunner().invoke(make_cli(), list(args), catch_exceptions=False)
+
+
+def results_of(output_dir: Path, pipeline: str) -> dict:
+    (directory,) = (output_dir / pipeline).iterdir()
+    return json.loads((directory / "results.json").read_text())
+
+
+def test_some_failed_rows_print_the_table_and_exit_3(tmp_path, plugin):
+    result = esq("run", "partial", "--plugin", plugin, "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 3
+    assert "b.pt: unreadable" in result.stdout and "0.5" in result.stdout
+    assert "1 of 2 result rows failed" in result.stderr
+    assert results_of(tmp_path / "runs", "partial")["status"] == "partial"
+
+
+def test_a_pipeline_calling_sys_exit_0_is_a_failure(tmp_path, plugin):
+    result = esq("run", "exits", "--plugin", plugin, "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 1 and "called sys.exit(0)" in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_run_with_128_plus_its_number_and_a_line(tmp_path, plugin, signum):
+    output_dir = tmp_path / "runs"
+    command = [sys.executable, "-m", "esq", "run", "wait", "--plugin", plugin, "--output-dir", str(output_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(output_dir.glob("wait/*/started")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum
+    assert stderr == f"Error: interrupted by {name}\n"
+    document = results_of(output_dir, "wait")
+    assert document["status"] == "interrupted" and name in document["error"]
+    (directory,) = (output_dir / "wait").iterdir()
+    assert f"interrupted by {name}" in (directory / "run.log").read_text()
+    assert sorted(path.name for path in directory.iterdir()) == [
+        "config.toml",
+        "results.csv",
+        "results.json",
+        "run.log",
+        "started",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.EACCES, "make it writable or choose another folder"),
+        (errno.EROFS, "read-only"),
+        (errno.ENOSPC, "the disk is full"),
+    ],
+)
+def test_a_folder_the_system_refuses_is_named_with_the_fix(tmp_path, plugin, monkeypatch, code, fix):
+    refused = tmp_path / "runs" / "partial"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self == refused:
+            raise OSError(code, os.strerror(code), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    result = esq("run", "partial", "--plugin", plugin, "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {refused}: ") and fix in result.stderr
+    assert "unexpected" not in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("output_dir", ["a-file/runs", "b" * 300])
+def test_an_output_dir_the_file_system_cannot_hold_is_one_line(tmp_path, plugin, monkeypatch, output_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    result = esq("run", "partial", "--plugin", plugin, "--output-dir", output_dir)
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: {output_dir}")
+    assert "unexpected" not in result.stderr and result.stderr.count("\n") == 1
+
+
+class RaisesInAWorker:
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise DataError(f"image {index}.png: truncated file; re-encode it or set on_unreadable='skip'")
+
+
+def test_an_error_in_a_dataloader_worker_is_the_line_it_gives_without_workers():
+    from torch.utils.data import DataLoader
+
+    lines = []
+    for workers in (0, 1):
+        with pytest.raises(DataError) as caught:
+            next(iter(DataLoader(RaisesInAWorker(), num_workers=workers)))
+        lines.append(error_line(caught.value))
+    assert lines[0] == lines[1] == "image 0.png: truncated file; re-encode it or set on_unreadable='skip'"
