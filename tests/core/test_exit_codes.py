@@ -147,3 +147,21 @@ def test_an_error_in_a_dataloader_worker_is_the_line_it_gives_without_workers():
             next(iter(DataLoader(RaisesInAWorker(), num_workers=workers)))
         lines.append(error_line(caught.value))
     assert lines[0] == lines[1] == "image 0.png: truncated file; re-encode it or set on_unreadable='skip'"
+
+
+def _sleep() -> None:
+    time.sleep(30)
+
+
+def test_a_forked_worker_ends_on_a_signal_as_without_esq():
+    import multiprocessing
+
+    from esq.runner import interruptible
+
+    with interruptible():
+        child = multiprocessing.get_context("fork").Process(target=_sleep)
+        child.start()
+        time.sleep(0.2)
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(timeout=10)
+    assert child.exitcode == -signal.SIGTERM

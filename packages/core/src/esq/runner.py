@@ -73,8 +73,16 @@ def interruptible() -> Iterator[None]:
         yield
         return
 
+    installer = os.getpid()
+
     def interrupt(signum: int, _frame: object) -> None:
-        raise RunInterrupted(signum)
+        if os.getpid() == installer:
+            raise RunInterrupted(signum)
+        # A forked child (a DataLoader worker) behaves as without this handler.
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
     previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
