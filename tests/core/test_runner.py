@@ -26,6 +26,7 @@ from esq import (
     load_plugins,
 )
 from esq.config import read_toml
+from esq.run_directories import hold
 from esq.runner import rows_to_csv, run_pipeline
 
 ECHO = PipelineSpec(name="echo", config=fake_plugin.EchoConfig, run=fake_plugin.echo, summary="Echo")
@@ -230,3 +231,17 @@ def test_a_further_ddp_process_works_in_the_shared_directory_and_reports_nothing
     monkeypatch.setenv("LOCAL_RANK", "0")
     first = run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path, PLUGINS)
     assert not first.worker and first.directory != shared and (first.directory / "results.json").is_file()
+
+
+def test_a_new_run_removes_what_killed_runs_left_but_not_a_live_runs_files(tmp_path):
+    dead, live, starting = (tmp_path / "echo" / name for name in ("dead", "live", "starting"))
+    for directory in (dead, live, starting):
+        (directory / "sub").mkdir(parents=True)
+        (directory / ".results.json.x1.tmp").write_text("half")
+        (directory / "sub" / ".figure.png.x2.tmp").write_text("half")
+    (dead / "run.log").write_text("killed\n")
+    with open(live / "run.log", "w") as held:
+        hold(held)
+        run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path, PLUGINS)
+        assert not list(dead.rglob("*.tmp"))
+        assert len(list(live.rglob("*.tmp"))) == len(list(starting.rglob("*.tmp"))) == 2

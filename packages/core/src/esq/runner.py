@@ -32,6 +32,7 @@ from esq.errors import ConfigError, DataError, PluginError, RunInterrupted, erro
 from esq.files import to_json, write_atomic
 from esq.plugins import Plugins, core_version
 from esq.results import FAILED, Results, RunContext
+from esq.run_directories import RUN_LOG, hold, new_run_directory
 from esq.seeding import seed_everything
 from esq.specs import PipelineSpec
 
@@ -105,21 +106,6 @@ class RunLogFilter(OnceFilter):
         return wanted and super().filter(record)
 
 
-def new_run_directory(output_dir: Path, pipeline: str, name: str) -> Path:
-    """A fresh ``<output_dir>/<pipeline>/<timestamp>-<name>`` (``-2``, ``-3``... if taken)."""
-    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name or pipeline}"
-    parent = output_dir / pipeline
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        directory = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
-        try:
-            directory.mkdir()
-            return directory
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{parent}: too many runs named {stem}")
-
-
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     """Tidy rows as CSV text; columns in order of first appearance."""
     columns: dict[str, None] = {}
@@ -166,9 +152,11 @@ def run_pipeline(
         directory = Path(os.environ[RUN_DIRECTORY_VARIABLE])
     else:
         directory = new_run_directory(Path(output_dir), spec.name, config.name)
+    handler = logging.FileHandler(directory / (f"run-rank{rank}.log" if rank else RUN_LOG), encoding="utf-8")
+    if not rank:
+        hold(handler.stream)
         header = f"esq run {spec.name}: resolved config ({spec.distribution} {spec.version})"
         write_config(directory / "config.toml", config, header)
-    handler = logging.FileHandler(directory / (f"run-rank{rank}.log" if rank else "run.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RunLogFilter())
     esq_log, root = logging.getLogger("esq"), logging.getLogger()
@@ -207,11 +195,13 @@ def run_pipeline(
         failure.add_note(f"run log: {directory / 'run.log'}")
         raise
     finally:
-        root.removeHandler(handler)
-        esq_log.setLevel(previous_level)
-        handler.close()
-        if not rank:
-            _write_results(directory, spec, config, plugins, started, status, results, error)
+        try:
+            if not rank:  # while run.log is still held, so no starting run takes this one for dead
+                _write_results(directory, spec, config, plugins, started, status, results, error)
+        finally:
+            root.removeHandler(handler)
+            esq_log.setLevel(previous_level)
+            handler.close()
     return Run(directory, results, worker=bool(rank))
 
 
