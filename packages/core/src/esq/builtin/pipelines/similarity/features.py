@@ -12,12 +12,13 @@ From files: ``.npy``, ``.pt``/``.pth`` (a tensor, or a dict holding exactly one)
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from esq import DataError
+from esq import DataError, as_matrix
 
 FEATURE_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
@@ -34,12 +35,24 @@ def checkpoint_files(folder: str | Path) -> list[Path]:
     return found
 
 
-def model_name(path: Path, taken: set[str]) -> str:
-    """The file's stem; ``last`` and ``best`` take their run folder's name (``runs/squeeze/X/checkpoints/``)."""
-    name = path.stem
-    if name in ("last", "best") and path.parent.name == "checkpoints":
-        name = f"{path.parent.parent.name}-{name}"
-    return name if name not in taken else f"{name}{path.suffix}"
+def model_names(paths: list[Path]) -> dict[Path, str]:
+    """A unique, readable name per checkpoint: the file's stem (``last`` and ``best`` take their run
+    folder's name, ``runs/squeeze/X/checkpoints/``), with its suffix where two stems are the same.
+
+    >>> list(model_names([Path("m/a.ckpt"), Path("m/a.pth"), Path("m/b.ckpt")]).values())
+    ['a.ckpt', 'a.pth', 'b']
+    """
+    stems = {}
+    for path in paths:
+        name = path.stem
+        if name in ("last", "best") and path.parent.name == "checkpoints":
+            name = f"{path.parent.parent.name}-{name}"
+        stems[path] = name
+    counts = Counter(stems.values())
+    names = {path: name if counts[name] == 1 else f"{name}{path.suffix}" for path, name in stems.items()}
+    if len(set(names.values())) != len(names):  # "a.pth" + ".ckpt" against "a" + ".pth": the file names
+        names = {path: path.name for path in paths}
+    return names
 
 
 def feature_file(path: str | Path, option: str) -> Path:
@@ -79,14 +92,31 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
                 loaded = tensors[0]
             if not torch.is_tensor(loaded):
                 raise DataError(f"{option} {path}: holds a {type(loaded).__name__}, not a tensor")
-            array = loaded.detach().float().numpy()
+            loaded = loaded.detach().cpu()
+            array = loaded.numpy() if loaded.is_complex() else loaded.float().numpy()  # as_matrix refuses complex
     except DataError:
         raise
     except Exception as error:
         raise DataError(f"{option} {path}: cannot read it ({type(error).__name__}: {error})") from None
-    if array.ndim != 2:
-        raise DataError(f"{option} {path}: expected a 2-D (samples, features) array, got shape {array.shape}")
+    if getattr(array, "ndim", None) != 2:
+        shape = getattr(array, "shape", None)
+        raise DataError(f"{option} {path}: expected a 2-D (samples, features) array, got shape {shape}")
+    try:
+        as_matrix(option, array)
+    except DataError as error:
+        raise DataError(f"{option} {path}: {str(error).replace(f'argument `{option}` ', '')}") from None
     return array
+
+
+def read_pair(features_a: str | Path, features_b: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature files, checked (real, finite, 2-D) and paired (as many rows in each)."""
+    x, y = read_features(features_a, "features_a"), read_features(features_b, "features_b")
+    if len(x) != len(y):
+        raise DataError(
+            f"features_a {features_a} has {len(x)} rows but features_b {features_b} has {len(y)}; "
+            "the rows are paired: give the same samples in the same order"
+        )
+    return x, y
 
 
 def pool_pair(original: Any, squeezed: Any, pooling: str, tokens_per_image: int, generator: Any) -> tuple[Any, Any]:

@@ -11,10 +11,11 @@ metric) and, with ``bootstrap`` > 0, percentile confidence intervals for every v
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from esq import ConfigError, PipelineConfig, Results, RunContext
+from esq import ConfigError, DataError, PipelineConfig, Results, RunContext, check_device
 
 
 @dataclass
@@ -60,11 +61,33 @@ class SimilarityConfig(PipelineConfig):
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
         for option, suffix in (("output", ".json"), ("visualize", ".png")):
-            name = getattr(self, option)
-            if "/" in name or not name.endswith(suffix):
-                raise ValueError(f"{option} {name!r}: a file name ending in {suffix} (written in the run directory)")
+            run_file_name(option, getattr(self, option), suffix)
         if self.backbone is not None:
             self.backbone = backbone_name(self.backbone)
+
+
+RUN_FILES = ("config.toml", "run.log", "results.json", "results.csv")
+
+
+def run_file_name(option: str, name: str, suffix: str) -> str:
+    """``name`` if it is a plain file name ending in ``suffix`` that the run directory can take
+    beside the runner's own files, else a ``ValueError`` naming ``option``.
+
+    >>> run_file_name("output", "scores.json", ".json")
+    'scores.json'
+    >>> run_file_name("output", "results.json", ".json")
+    Traceback (most recent call last):
+    ...
+    ValueError: output 'results.json': the run's own results.json has that name; choose another file name
+    """
+    if name in RUN_FILES:
+        raise ValueError(f"{option} {name!r}: the run's own {name} has that name; choose another file name")
+    plain = name not in (".", "..") and not any(mark in name for mark in ("/", "\\", "\0"))
+    if not plain or not name.endswith(suffix) or name == suffix:
+        raise ValueError(
+            f"{option} {name!r}: a file name ending in {suffix}, without folders (written in the run directory)"
+        )
+    return name
 
 
 def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
@@ -85,14 +108,15 @@ def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
 def check(config: SimilarityConfig, plugins: Any) -> None:
     """Before the run directory exists: each metric is installed and takes its options, and the
     files named are there."""
-    from esq.builtin.pipelines.similarity.features import checkpoint_files, feature_file
+    from esq.builtin.pipelines.similarity.features import checkpoint_files, read_pair
 
+    check_device("similarity", "device", config.device)
     if config.checkpoints_dir is not None:
         checkpoint_files(config.checkpoints_dir)
-    for option in ("features_a", "features_b", "results"):
-        if getattr(config, option) is not None:
-            feature_file(getattr(config, option), option)
+    if config.features_a is not None:
+        read_pair(config.features_a, config.features_b)
     if config.results is not None:
+        read_results(config.results)
         return
     names = metric_names(config, plugins)
     unused = sorted(set(config.metric_options) - set(names))
@@ -123,67 +147,92 @@ def _split(settings: dict[str, Any], split: str) -> Any:
 
 
 def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
-    """``(model name, x, y, facts)`` for each checkpoint, or once for the two files."""
+    """``(model name, facts, features)`` for each checkpoint, or once for the two files:
+    ``features()`` gives the paired ``(x, y)`` and more facts, or raises why it cannot."""
     if config.checkpoints_dir is None:
-        from esq.builtin.pipelines.similarity.features import read_features
+        from esq.builtin.pipelines.similarity.features import read_pair
 
-        x, y = read_features(config.features_a, "features_a"), read_features(config.features_b, "features_b")
-        yield "features", x, y, {"features_a": config.features_a, "features_b": config.features_b}
+        facts = {"features_a": config.features_a, "features_b": config.features_b}
+        yield "features", facts, lambda: (*read_pair(config.features_a, config.features_b), {})
         return
-    from esq.builtin.checkpoints import load_checkpoint
-    from esq.builtin.pipelines.similarity.features import checkpoint_features, checkpoint_files, model_name
+    from esq.builtin.pipelines.similarity.features import checkpoint_files, model_names
 
-    taken: set[str] = set()
-    for path in checkpoint_files(config.checkpoints_dir):
-        expected = {"backbone": config.backbone} if config.backbone else {}
-        model = load_checkpoint(path, context.plugins, **expected).to(config.device)
-        settings = {key: value for key, value in model.hparams["data"].items() if key != "split"}
-        settings.update(
-            {key: value for key, value in (("dataset", config.dataset), ("data_path", config.data_dir)) if value}
-        )
-        dataset = _split(settings, config.split)
-        name = model_name(path, taken)
-        taken.add(name)
-        context.log.info(
-            "%s: %s + %s on %d %s images",
-            name,
-            model.hparams["backbone"],
-            model.hparams["quantizer"],
-            len(dataset),
-            config.split,
-        )
-        x, y = checkpoint_features(
-            model,
-            dataset,
-            context,
-            pooling=config.pooling,
-            tokens_per_image=config.tokens_per_image,
-            batch_size=config.batch_size,
-            seed=config.seed,
-        )
-        facts = {
-            "checkpoint": str(path),
-            "backbone": model.hparams["backbone"],
-            "quantizer": model.hparams["quantizer"],
-        }
-        yield name, x, y, {**facts, "bits_per_vector": model.bits_per_vector}
+    for path, name in model_names(checkpoint_files(config.checkpoints_dir)).items():
+        yield name, {"checkpoint": str(path)}, functools.partial(_checkpoint_pair, config, context, path, name)
+
+
+def _checkpoint_pair(config: SimilarityConfig, context: RunContext, path: Any, name: str) -> Any:
+    """Original and quantized features of one checkpoint, and what it is."""
+    from esq.builtin.checkpoints import load_checkpoint
+    from esq.builtin.pipelines.similarity.features import checkpoint_features
+
+    expected = {"backbone": config.backbone} if config.backbone else {}
+    model = load_checkpoint(path, context.plugins, **expected).to(config.device)
+    settings = {key: value for key, value in model.hparams["data"].items() if key != "split"}
+    moved = (("dataset", config.dataset), ("data_path", config.data_dir))
+    settings.update({key: value for key, value in moved if value})
+    dataset = _split(settings, config.split)
+    context.log.info(
+        "%s: %s + %s on %d %s images",
+        name,
+        model.hparams["backbone"],
+        model.hparams["quantizer"],
+        len(dataset),
+        config.split,
+    )
+    x, y = checkpoint_features(
+        model,
+        dataset,
+        context,
+        pooling=config.pooling,
+        tokens_per_image=config.tokens_per_image,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    facts = {
+        "backbone": model.hparams["backbone"],
+        "quantizer": model.hparams["quantizer"],
+        "bits_per_vector": model.bits_per_vector,
+    }
+    return x, y, facts
+
+
+def read_results(path: str) -> dict[str, dict[str, float]]:
+    """A previous ``similarity.json`` (``{model: {metric: value}}``, values real numbers or
+    ``null``), or a ``DataError`` naming the file and what is wrong in it."""
+    import json
+    import math
+
+    from esq.builtin.pipelines.similarity.features import feature_file
+
+    feature_file(path, "results")
+    try:
+        document = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as error:
+        raise DataError(f"results {path}: cannot read it as JSON ({error})") from None
+    expected = f"results {path}: expected {{model: {{metric: value}}}}, as similarity.json holds"
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise DataError(expected)
+    if not document or not any(document.values()):
+        raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
+    for model, values in document.items():
+        for metric, value in values.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value)):
+                raise DataError(f"{expected}; {model}.{metric} is {json.dumps(value)[:40]}, not a number")
+    return document
 
 
 def _replot(config: SimilarityConfig, context: RunContext) -> Results:
     """The table and chart of a previous ``similarity.json`` (the previous ``visualize`` command)."""
-    import json
+    import math
 
-    from esq import DataError
     from esq.builtin.pipelines.similarity.scoring import plot_metrics
 
-    try:
-        document = json.loads(open(config.results, encoding="utf-8").read())
-    except (OSError, ValueError) as error:
-        raise DataError(f"results {config.results}: cannot read it as JSON ({error})") from None
-    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
-        raise DataError(f"results {config.results}: expected {{model: {{metric: value}}}}, as similarity.json holds")
+    document = read_results(config.results)
     rows = [
-        {"model": model, "metric": metric, "value": value, "ci_low": None, "ci_high": None}
+        {"model": model, "metric": metric, "value": math.nan if value is None else value}
+        | {"ci_low": None, "ci_high": None}
         for model, values in document.items()
         for metric, value in values.items()
     ]
@@ -192,8 +241,18 @@ def _replot(config: SimilarityConfig, context: RunContext) -> Results:
     return Results(rows=rows, summary={"results": config.results}, table=table)
 
 
+def _naming(error: Exception, sides: tuple[str, str]) -> Exception:
+    """A metric's ``DataError`` about its argument ``x`` or ``y``, told of the features it was given."""
+    if not isinstance(error, DataError):
+        return error
+    text = str(error)
+    for argument, side in zip(("x", "y"), sides, strict=True):
+        text = text.replace(f"argument `{argument}`", side)
+    return DataError(text)
+
+
 def run(config: SimilarityConfig, context: RunContext) -> Results:
-    from esq import to_json, write_atomic
+    from esq import error_line, failed_row, to_json, write_atomic
     from esq.builtin.pipelines.similarity.scoring import plot_metrics, score
 
     if config.results is not None:
@@ -203,13 +262,34 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
         for name in metric_names(config, context)
     }
     rows, previous, table, models = [], {}, [], {}
-    for name, x, y, facts in _pairs(config, context):
-        models[name] = {**facts, "samples": len(x), "dims": [x.shape[1], y.shape[1]]}
-        previous[name] = {}
+    for name, facts, features in _pairs(config, context):
+        models[name] = dict(facts)
         wide: dict[str, Any] = {"model": name}
+        table.append(wide)
+        try:
+            x, y, more = features()
+        except Exception as error:  # one unreadable checkpoint: the others are still scored
+            context.log.warning("%s: not scored: %s", name, error_line(error))
+            rows.append(failed_row(error, model=name, **facts))
+            models[name]["error"] = error_line(error)
+            wide.update(dict.fromkeys(metrics, "failed"))
+            continue
+        models[name].update({**more, "samples": len(x), "dims": [x.shape[1], y.shape[1]]})
+        sides = (
+            (f"features_a {config.features_a}", f"features_b {config.features_b}")
+            if config.checkpoints_dir is None
+            else (f"the original features of {name}", f"the quantized features of {name}")
+        )
         for metric_name, metric in metrics.items():
-            found = score(metric, x, y, config.bootstrap, config.confidence, config.seed)
-            previous[name][metric_name] = found["value"]
+            try:
+                found = score(metric, x, y, config.bootstrap, config.confidence, config.seed)
+            except Exception as error:  # a metric that cannot run here: the other metrics still can
+                error = _naming(error, sides)
+                context.log.warning("%s %s: not computed: %s", name, metric_name, error_line(error))
+                rows.append(failed_row(error, model=name, metric=metric_name, samples=len(x)))
+                wide[metric_name] = "failed"
+                continue
+            previous.setdefault(name, {})[metric_name] = found["value"]
             wide[metric_name] = found["value"] if found["ci_low"] is None else _with_interval(found)
             rows.append(
                 {
@@ -220,9 +300,9 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
                 }
             )
             models[name].setdefault("details", {})[metric_name] = found["details"]
-        table.append(wide)
     write_atomic(context.path(config.output), to_json(previous) + "\n")
-    plot_metrics(
-        context.path(config.visualize), rows, f"similarity of original and quantized features ({config.split})"
-    )
+    scored = [row for row in rows if row.get("status") != "failed"]
+    if scored:
+        title = f"similarity of original and quantized features ({config.split})"
+        plot_metrics(context.path(config.visualize), scored, title)
     return Results(rows=rows, summary={"models": models, "output": config.output}, table=table)
