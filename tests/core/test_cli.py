@@ -189,6 +189,7 @@ BAD_INPUT = [
     (["run", "echo", "--plugin", FAKE, "--rows"], "--rows needs a value"),
     (["run", "echo", "--plugin", FAKE, "--quiet=yes"], "--quiet is a flag and takes no value"),
     (["run", "echo", "extra", "--plugin", FAKE], "unknown argument 'extra'"),
+    (["list", "--plugin", "no:"], "--plugin no:: no:NAME needs the name of an installed plugin"),
 ]
 
 
@@ -207,6 +208,14 @@ def test_toml_syntax_error_in_config_names_file_line_column(tmp_path):
     path.write_text("rows = [1,\n")
     result = esq("run", "echo", "--plugin", FAKE, "--config", str(path))
     assert result.exit_code == 1 and f"{path}: invalid TOML" in result.stderr and "line 2, column 1" in result.stderr
+
+
+def test_a_config_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("name = 'caf\xe9'\n".encode("latin-1"))
+    result = esq("run", "echo", "--plugin", FAKE, "--config", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {path}: not UTF-8 text (byte 0xe9 at 11); save it as UTF-8\n"
 
 
 def test_plugin_raising_at_import_is_one_line(tmp_path):

@@ -57,7 +57,7 @@ ENVIRONMENT_FIXES = {
     errno.ENOTDIR: "a file stands where a folder is needed: move it or choose another folder",
     errno.EEXIST: "a file stands where a folder is needed: move it or choose another folder",
     errno.EISDIR: "a folder stands where a file is needed: move it or choose another path",
-    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENOENT: "check the path",
 }
 
 

@@ -149,6 +149,8 @@ def _blocked(requests: Sequence[Request]) -> dict[str, Request]:
     for request in requests:
         if request.value.startswith("no:"):
             name = _normalise(request.value[3:].strip())
+            if not name:
+                raise PluginError(f"{request}: no:NAME needs the name of an installed plugin, for example no:esq-clip")
             blocked[name] = request
     return blocked
 
