@@ -190,3 +190,83 @@ def test_empty_and_unreadable_image_folders_name_the_problem(tmp_path):
     (broken / "a.png").write_bytes(b"not an image")
     result, _ = run_degradation(tmp_path, f"images={broken}", "metrics=fid", expect=1)
     assert "a.png" in result.output and "on_unreadable" in result.output
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("distribution_models={gmm={n_componentz=3}}", "distribution_models.gmm: no installed distribution metric"),
+        ("distribution_models={gmm={n_components=3, bandwidth=1}}", "no distribution metric takes all of"),
+        ("distribution_models={gmm={}}", "distribution_models.gmm: give its options"),
+        ("device=banana", "device must be a torch device"),
+        ("backbone_options.tiny_cnn.widht=3", "backbone_options.tiny_cnn"),
+    ],
+)
+def test_a_mistake_in_any_table_is_refused_before_the_run(tmp_path, setting, message):
+    result, directory = run_degradation(tmp_path, "metrics=[fid,gmm_nll]", setting, BLUR, expect=1)
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    assert directory is None
+
+
+def test_a_backbone_without_a_default_layer_is_refused_before_the_run_and_named(tmp_path):
+    pytest.importorskip("esq_clip")
+    result, directory = run_degradation(tmp_path, "metrics=fid", "backbones=chinese_clip", BLUR, expect=1)
+    assert "backbone 'chinese_clip' has no default layer" in result.stderr and "layer_configs" in result.stderr
+    assert "unexpected" not in result.output and directory is None
+
+
+def test_a_backbone_with_only_the_protocol_is_read_through_it(tmp_path):
+    from esq.builtin.pipelines.degradation.extraction import backbone_features, layer_configs
+
+    class Bare:  # layers() and features(images, layers): no default_layer, resolve_layers nor batch_size
+        def __init__(self):
+            self.calls = []
+
+        def layers(self):
+            return ["a", "b"]
+
+        def features(self, images, layers):
+            self.calls.append(len(images))
+            return {layer: images * (index + 1) for index, layer in enumerate(layers)}
+
+    class Config:
+        mode, layer_configs = "quick", {"deep": [-1], "both": ["a", 1]}
+
+    bare = Bare()
+    assert layer_configs(Config, bare) == {"deep": ["b"], "both": ["a", "b"]}
+    import torch
+
+    out = backbone_features(bare, torch.ones(5, 3, 2, 2), ["a", "b"], batch_size=2)
+    assert bare.calls == [2, 2, 1] and out["b"].shape == (5, 3, 2, 2) and float(out["b"].sum()) == 2 * 60
+
+
+def test_a_cache_chunk_of_nan_fails_the_run_naming_the_chunk(tmp_path):
+    import numpy as np
+
+    run_degradation(tmp_path, "metrics=fid", BLUR)
+    chunk = sorted((tmp_path / "cache").glob("tiny_cnn/*/*/chunk_00000.npy"))[0]
+    array = np.load(chunk)
+    array[:] = np.nan
+    np.save(chunk, array)
+    result, directory = run_degradation(tmp_path, "metrics=fid", BLUR, expect=1)
+    assert f"cache chunk {chunk} holds NaN" in result.stderr and result.stderr.count("\n") == 1
+    assert json.loads((directory / "results.json").read_text())["status"] == "failed"
+
+
+def test_a_metric_that_cannot_run_is_a_failed_row_and_the_rest_is_kept(tmp_path):
+    _, directory = run_degradation(
+        tmp_path, "metrics=[fid,gmm_nll]", "distribution_models={big={n_components=500}}", BLUR, expect=3
+    )
+    statuses = {record["metric"]: record["status"] for record in configurations(directory)}
+    assert statuses == {"fid": "ok", "gmm_nll": "failed"}
+    document = json.loads((directory / "results.json").read_text())
+    assert document["status"] == "partial"
+    (failed,) = [row for row in document["rows"] if row["status"] == "failed"]
+    assert failed["metric"] == "gmm_nll" and "n_components" in failed["error"]
+
+
+def test_a_run_that_scores_nothing_fails_and_says_why(tmp_path):
+    result, directory = run_degradation(tmp_path, "metrics=fid", "max_feature_dim=2", BLUR, expect=1)
+    assert "no configuration was scored" in result.stderr and "max_feature_dim=2" in result.stderr
+    assert json.loads((directory / "results.json").read_text())["status"] == "failed"

@@ -59,19 +59,97 @@ class LazyBackbone:
         return self._backbone
 
 
-def layer_configs(config: Any, backbone: Any) -> dict[str, list[str]]:
+def default_layer(backbone: Any) -> str | None:
+    """The layer a backbone reads by default: its ``default_layer``, or what ``resolve_layers()``
+    gives for no request; ``None`` for a backbone with neither (the protocol does not ask for one)."""
+    if getattr(backbone, "default_layer", None) is not None:
+        return backbone.default_layer
+    if callable(getattr(backbone, "resolve_layers", None)):
+        return backbone.resolve_layers(None)[0]
+    return None
+
+
+def declares_default_layer(factory: Any) -> bool:
+    """Whether the class ``factory`` builds can have a default layer: it or a base class defines
+    ``default_layer`` or ``resolve_layers``, or assigns ``self.default_layer`` in ``__init__``.
+    ``True`` when that cannot be told without building it (a plain function)."""
+    import inspect
+
+    target = factory.resolve() if callable(getattr(factory, "resolve", None)) else factory
+    if not inspect.isclass(target):
+        return True
+    for klass in target.__mro__:
+        code = getattr(vars(klass).get("__init__"), "__code__", None)
+        if {"default_layer", "resolve_layers"} & (set(vars(klass)) | set(code.co_names if code else ())):
+            return True
+    return False
+
+
+def resolve_layers(backbone: Any, requested: list[str | int]) -> list[str]:
+    """Layer names for names or indices into ``layers()``; through the backbone's own
+    ``resolve_layers`` when it has one."""
+    from esq import ConfigError
+
+    if callable(getattr(backbone, "resolve_layers", None)):
+        return backbone.resolve_layers(list(requested))
+    names = backbone.layers()
+    resolved = []
+    for layer in requested:
+        if isinstance(layer, int) and not isinstance(layer, bool) and -len(names) <= layer < len(names):
+            resolved.append(names[layer])
+        elif layer in names:
+            resolved.append(layer)
+        else:
+            raise ConfigError(
+                f"layer_configs: {type(backbone).__name__} has no layer {layer!r}; its layers: {', '.join(names)}"
+            )
+    return list(dict.fromkeys(resolved))
+
+
+def layer_configs(config: Any, backbone: Any, name: str = "backbone") -> dict[str, list[str]]:
     """The layer configurations for ``backbone``: as configured, or the mode's choice: quick the
     default layer; medium three depths (a third of the way, two thirds, the default layer);
     full every layer alone and those three together."""
+    from esq import ConfigError
+
     if config.layer_configs is not None:
-        return {name: backbone.resolve_layers(list(layers)) for name, layers in config.layer_configs.items()}
+        return {group: resolve_layers(backbone, list(layers)) for group, layers in config.layer_configs.items()}
     names = backbone.layers()
-    depths = list(dict.fromkeys([names[len(names) // 3], names[2 * len(names) // 3], backbone.default_layer]))
+    default = default_layer(backbone)
+    if default is None:
+        raise ConfigError(no_default_layer(name, config.mode, names))
+    depths = list(dict.fromkeys([names[len(names) // 3], names[2 * len(names) // 3], default]))
     if config.mode == "quick":
-        return {backbone.default_layer: [backbone.default_layer]}
+        return {default: [default]}
     if config.mode == "medium":
         return {layer: [layer] for layer in depths}
     return {**{layer: [layer] for layer in names}, "aggregated_" + "+".join(depths): depths}
+
+
+def no_default_layer(name: str, mode: str, names: list[str] | None = None) -> str:
+    layers = f" (its layers: {', '.join(names)})" if names else ""
+    example = names[-1] if names else "LAYER"
+    return (
+        f"backbone {name!r} has no default layer, which mode {mode!r} picks layers from; "
+        f"name its layers with layer_configs{layers}, e.g. --set 'layer_configs={{{example}=[\"{example}\"]}}'"
+    )
+
+
+def backbone_features(network: Any, batch: Any, layers: list[str], batch_size: int) -> dict[str, Any]:
+    """``network.features(batch, layers)`` in batches of ``batch_size`` (by the backbone itself
+    when its ``features`` takes ``batch_size=``, as esq's own do)."""
+    import inspect
+
+    import torch
+
+    try:
+        takes_batch_size = "batch_size" in inspect.signature(network.features).parameters
+    except (TypeError, ValueError):
+        takes_batch_size = False
+    if takes_batch_size:
+        return network.features(batch, layers, batch_size=batch_size)
+    parts = [network.features(batch[start : start + batch_size], layers) for start in range(0, len(batch), batch_size)]
+    return {layer: torch.cat([part[layer] for part in parts]) for layer in parts[0]}
 
 
 def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -> dict[str, Any]:
@@ -96,7 +174,7 @@ def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -
         facts = {
             "options": dict(getattr(built, "options", options)),
             "preprocess": repr(getattr(built, "preprocess", None)),
-            "layer_groups": layer_configs(config, built),
+            "layer_groups": layer_configs(config, built, name),
         }
         if cache is not None:
             cache.write_note(request, facts)
@@ -136,7 +214,7 @@ def extract_backbone(
         def extract(start: int, stop: int, wanted: list[str]) -> dict[str, Any]:
             network = backbone.get()
             batch = network.preprocess(load(start, stop))
-            features = network.features(batch, wanted, batch_size=config.batch_size)
+            features = backbone_features(network, batch, wanted, config.batch_size)
             return {layer: tensor.float().cpu().numpy() for layer, tensor in features.items()}
 
         keys = {

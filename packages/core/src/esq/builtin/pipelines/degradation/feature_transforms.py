@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from esq import ConfigError
+from esq import ConfigError, DataError
 
 TRANSFORM_PATTERN = re.compile(r"(?P<base>raw|gram)(?P<pca>_pca(?:_(?P<dim>[1-9][0-9]*))?)?")
 POOLING = {"raw": "gap", "gram": "gram"}
@@ -48,15 +49,32 @@ def pooled_width(pooling: str, channels: int) -> int:
     return channels * (channels + 1) // 2 if pooling == "gram" else channels
 
 
-def pool_chunks(chunks: Sequence[Any], pooling: str) -> Any:
-    """Pool memory-mapped activation chunks one at a time into an ``(N, F)`` float64 tensor."""
+def pool_chunks(chunks: Sequence[Any], pooling: str, source: str = "activations") -> Any:
+    """Pool memory-mapped activation chunks one at a time into an ``(N, F)`` float64 tensor. A
+    chunk holding NaN or infinite values is a ``DataError`` naming its cache file (or ``source``,
+    for activations held in memory)."""
     import numpy as np
     import torch
 
     from esq.builtin.pooling import pool
 
-    parts = [pool(torch.from_numpy(np.array(chunk, dtype=np.float32)), pooling).double() for chunk in chunks]
+    parts = []
+    for chunk in chunks:
+        array = np.array(chunk, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise DataError(_not_finite(chunk, source))
+        parts.append(pool(torch.from_numpy(array), pooling).double())
     return torch.cat(parts)
+
+
+def _not_finite(chunk: Any, source: str) -> str:
+    filename = getattr(chunk, "filename", None)
+    if filename is None:
+        return f"{source}: the backbone gave NaN or infinite activations; check its weights and inputs"
+    return (
+        f"cache chunk {filename} holds NaN or infinite values; remove that entry (esq cache rm, or delete "
+        f"{Path(filename).parent}) and run again (float16 storage overflows beyond ±65504: use cache_dtype=float32)"
+    )
 
 
 def apply_pca(reference: Any, others: dict[str, Any], dim: int) -> tuple[Any, dict[str, Any]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq import ConfigError, PipelineConfig, Results, RunContext, check_options
+from esq import ConfigError, PipelineConfig, Results, RunContext, check_device, check_options, did_you_mean
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"n_reference": 50, "n_evaluation": 25, "transforms": ["raw"], "metrics": ["fid", "kid", "cmmd"]},
@@ -155,12 +155,44 @@ def metric_entries(config: DegradationConfig, components: Any) -> list[MetricEnt
     return entries
 
 
+def check_distribution_models(config: DegradationConfig, components: Any) -> None:
+    """Each distribution model's options are all taken by one installed distribution metric
+    (a model no metric of this run takes is fine: the mode's metrics may fit none); a misspelt
+    option is a ``ConfigError``, not a model silently never used."""
+    import inspect
+
+    metrics = components.registry("metrics")
+    accepted = {
+        spec.name: set(inspect.signature(spec.builder()).parameters) - {"seed"}
+        for spec in metrics.specs()
+        if spec.kind == "distribution"
+    }
+    known = sorted(set().union(*accepted.values()))
+    for model, options in config.distribution_models.items():
+        where = f"distribution_models.{model}"
+        if not isinstance(options, dict) or not options:
+            raise ConfigError(f"{where}: give its options as a table, e.g. {{n_components = 5}}, or remove it")
+        for option in options:
+            if option not in known:
+                raise ConfigError(
+                    f"{where}: no installed distribution metric takes option {option!r}"
+                    f"{did_you_mean(option, known)}; their options: {', '.join(known)}"
+                )
+        if not any(set(options) <= taken for taken in accepted.values()):
+            raise ConfigError(
+                f"{where}: no distribution metric takes all of {', '.join(sorted(options))} together; "
+                "split them into one model per metric"
+            )
+
+
 def check(config: DegradationConfig, plugins: Any) -> None:
     """Before the run directory exists: every component is installed and takes its options. The
     backbones' options are checked against their signatures only: a run the activation cache
     answers never builds a backbone, nor reads its weights."""
+    from esq.builtin.pipelines.degradation.extraction import declares_default_layer, no_default_layer
     from esq.builtin.pipelines.degradation.feature_transforms import parse_transform
 
+    check_device("degradation", "device", config.device)
     backbones = plugins.registry("backbones")
     for name in config.backbone_options:
         if name not in config.backbones:
@@ -168,11 +200,14 @@ def check(config: DegradationConfig, plugins: Any) -> None:
     for name in config.backbones:
         options = config.backbone_options.get(name, {})
         check_options(f"backbone_options.{name}: backbone {name!r}", backbones.spec(name).builder(), options)
+        if config.layer_configs is None and not declares_default_layer(backbones.spec(name).builder()):
+            raise ConfigError(no_default_layer(name, config.mode))
     for name in config.mode_value("transforms"):
         parse_transform(name, config.pca_dim)
     for name in config.metric_options:
         if name not in config.mode_value("metrics"):
             raise ConfigError(f"metric_options.{name}: {name!r} is not in metrics {config.mode_value('metrics')}")
+    check_distribution_models(config, plugins)
     for entry in metric_entries(config, plugins):
         try:
             plugins.registry("metrics").check(entry.metric, **entry.options)

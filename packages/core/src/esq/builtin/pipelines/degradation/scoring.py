@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from esq import EsqError, Results, RunContext
+from esq import DataError, EsqError, Results, RunContext, error_line
 
 RANKING_ROWS = 20
 
@@ -59,7 +59,8 @@ def score_backbone(
         for layer in group:
             key = (set_name, level, layer, pooling)
             if key not in pooled:
-                pooled[key] = pool_chunks(source[layer], pooling)
+                where = f"{backbone} layer {layer} on the {set_name} images" + (f" at level {level}" if level else "")
+                pooled[key] = pool_chunks(source[layer], pooling, where)
             parts.append(pooled[key])
         return torch.cat(parts, dim=1)
 
@@ -75,28 +76,29 @@ def score_backbone(
                 context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, skipped)
                 records += [_record(base, entry, skipped, None, levels, {}) for entry in entries]
                 continue
-            reference = vectors("reference", None, group, transform.pooling)
-            others = {("clean", None): vectors("clean", None, group, transform.pooling)}
-            for name, values in levels.items():
-                for level in values:
-                    others[(name, level)] = vectors(name, level, group, transform.pooling)
-            if transform.pca_dim:
-                try:
+            try:
+                reference = vectors("reference", None, group, transform.pooling)
+                others = {("clean", None): vectors("clean", None, group, transform.pooling)}
+                for name, values in levels.items():
+                    for level in values:
+                        others[(name, level)] = vectors(name, level, group, transform.pooling)
+                if transform.pca_dim:
                     reference, others = apply_pca(reference, others, transform.pca_dim)
-                except EsqError as error:
-                    context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, error)
-                    records += [_record(base, entry, f"error: {error}", None, levels, {}) for entry in entries]
-                    continue
+            except EsqError as error:  # this layer configuration fails; the others are still scored
+                context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, error)
+                records += [_record(base, entry, "failed", None, levels, {}, error_line(error)) for entry in entries]
+                continue
             reference_array = reference.numpy()
             for entry in context.progress(entries, f"{group_name} {transform_name}: metrics"):
-                scorer = context.registry("metrics").create(entry.metric, **entry.options)
                 try:
+                    scorer = context.registry("metrics").create(entry.metric, **entry.options)
                     scores = {
                         key: float(scorer(reference_array, matrix.numpy()).value) for key, matrix in others.items()
                     }
-                except EsqError as error:
-                    context.log.warning("%s %s %s %s: %s", backbone, group_name, transform_name, entry.metric, error)
-                    records.append(_record(base, entry, f"error: {error}", None, levels, {}))
+                except Exception as error:  # one metric that cannot run here: the others still can
+                    line = error_line(error)
+                    context.log.warning("%s %s %s %s: %s", backbone, group_name, transform_name, entry.metric, line)
+                    records.append(_record(base, entry, "failed", None, levels, {}, line))
                     continue
                 curves = {
                     name: {
@@ -119,7 +121,9 @@ def _record(
     clean: float | None,
     levels: dict[str, list[Any]],
     curves: dict[str, dict[str, Any]],
+    error: str | None = None,
 ) -> dict[str, Any]:
+    """A configuration's record; ``status`` is ``ok``, ``skipped: <why>`` or ``failed`` (``error`` why)."""
     if not curves:
         curves = {
             name: {"levels": values, "scores": [math.nan] * len(values), "monotonicity": math.nan}
@@ -131,10 +135,22 @@ def _record(
         "metric": entry.metric,
         "options": entry.options,
         "status": status,
+        **({"error": error} if error is not None else {}),
         "clean_score": math.nan if clean is None else clean,
         "mean_monotonicity": finite_mean([curve["monotonicity"] for curve in curves.values()]),
         "degradations": curves,
     }
+
+
+def _reason(record: dict[str, Any]) -> str:
+    return record.get("error") or record["status"].removeprefix("skipped: ")
+
+
+def _row_status(record: dict[str, Any]) -> dict[str, Any]:
+    """``status`` ok, skipped or failed (the runner counts the failed ones), and why if not ok."""
+    if record["status"] == "ok":
+        return {"status": "ok"}
+    return {"status": "failed" if record["status"] == "failed" else "skipped", "error": _reason(record)}
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -143,8 +159,13 @@ def _label(record: dict[str, Any]) -> str:
 
 
 def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -> Results:
-    """Rank by mean monotonicity (NaN last), write the top-k plots, and build the results."""
+    """Rank by mean monotonicity (NaN last), write the top-k plots, and build the results. A run
+    in which no configuration was scored is a ``DataError`` saying why the first was not."""
     from esq.builtin.pipelines.degradation.monotonicity import plot_configuration
+
+    if records and not any(record["status"] == "ok" for record in records):
+        first = records[0]
+        raise DataError(f"no configuration was scored; {_label(first)}: {_reason(first)}")
 
     ranked = sorted(
         records,
@@ -175,7 +196,7 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
             "clean_score": record["clean_score"],
             "first_level_score": curve["scores"][0],
             "last_level_score": curve["scores"][-1],
-            "status": record["status"],
+            **_row_status(record),
         }
         for record in ranked
         for name, curve in record["degradations"].items()
