@@ -154,7 +154,7 @@ def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_pa
 def test_a_gallery_smaller_than_ten_is_refused(tmp_path):
     write_dataset(tmp_path / "data", images=8)
     result, _ = retrieval(tmp_path, "image_to_text=false", expect=1)
-    assert "8 gallery items for top-10 predictions; need at least 10" in result.output
+    assert "TOY/valid: 8 images, but text-to-image retrieval predicts the top 10" in result.output
 
 
 def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path, checkpoint):

@@ -43,6 +43,7 @@ def decode_image(encoded: bytes | None, what: str) -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = "not a known image format" if isinstance(error, Image.UnidentifiedImageError) else error
         raise DataError(
-            f"{what} does not decode as an image ({error}); store an encoded image file (JPEG, PNG, ...)"
+            f"{what} does not decode as an image ({reason}); store an encoded image file (JPEG, PNG, ...)"
         ) from None

@@ -4,16 +4,15 @@ whole or not at all."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from esq import ConfigError, DataError
 from esq_clip.jsonl_texts import JSONL_FORMAT, read_texts
+from esq_clip.lmdb_swap import build_lock, clean_leftovers, install_folder, new_folder
 from esq_clip.splits import check_split_name, require_file
 from esq_clip.tsv_images import TSV_FORMAT, TsvImages
 
@@ -29,8 +28,10 @@ def build_lmdb(dataset_dir: Path, splits: Sequence[str], lmdb_dir: Path | None =
     pairs)}``.
 
     Every split is checked first, as ``open_split`` checks it, and each image's base64 as well;
-    then each split is written to a temporary folder next to its target and renamed into place,
-    replacing an older one. A failure leaves no LMDB folder, whole or half-written.
+    then each split is written to a temporary folder next to its target and swapped into place
+    (:func:`esq_clip.lmdb_swap.install_folder`): killed at any point, ``<lmdb_dir>/<split>`` is the
+    old database or the new one, and the next build or read cleans what is left. A failure leaves
+    no half-written folder; two builds into one folder at once are refused.
 
     >>> import pathlib, tempfile
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -63,11 +64,22 @@ def build_lmdb(dataset_dir: Path, splits: Sequence[str], lmdb_dir: Path | None =
     lmdb_dir = Path(lmdb_dir) if lmdb_dir is not None else dataset_dir / "lmdb"
     created = not lmdb_dir.exists()
     lmdb_dir.mkdir(parents=True, exist_ok=True)
+    with build_lock(lmdb_dir) as locked:
+        if not locked:
+            raise DataError(f"{lmdb_dir}: another `esq clip build-lmdb` is writing here; wait for it to finish")
+        clean_leftovers(lmdb_dir, locked=True)
+        counts = _write_splits(lmdb, lmdb_dir, checked, created)
+    return counts
+
+
+def _write_splits(lmdb: Any, lmdb_dir: Path, checked: dict[str, Any], created: bool) -> dict[str, tuple[int, int]]:
+    """Each split into a temporary folder, then each swapped in (:func:`install_folder`)."""
     temporaries: dict[str, Path] = {}
     counts = {}
+    installed = False
     try:
         for split, (store, texts) in checked.items():
-            temporary = _new_folder(lmdb_dir, f".{split}", "tmp")
+            temporary = new_folder(lmdb_dir, f".{split}", "tmp")
             temporaries[split] = temporary
             pairs = (
                 (str(index).encode(), pickle.dumps(pair))
@@ -80,13 +92,14 @@ def build_lmdb(dataset_dir: Path, splits: Sequence[str], lmdb_dir: Path | None =
             write_lmdb(lmdb, temporary / "imgs", store.encoded(), b"num_images", len(store.image_ids))
             counts[split] = (len(store.image_ids), pair_count)
         for split, temporary in temporaries.items():
-            _replace_folder(temporary, lmdb_dir / split)
-    except BaseException:
-        for temporary in temporaries.values():
-            shutil.rmtree(temporary, ignore_errors=True)
-        if created and not any(lmdb_dir.iterdir()):
-            lmdb_dir.rmdir()
-        raise
+            install_folder(temporary, lmdb_dir / split)
+        installed = True
+    finally:
+        if not installed:  # a failure or an interruption: no half-written folder stays
+            for temporary in temporaries.values():
+                shutil.rmtree(temporary, ignore_errors=True)
+            if created and not any(lmdb_dir.iterdir()):
+                lmdb_dir.rmdir()
     return counts
 
 
@@ -119,25 +132,3 @@ def _put(lmdb: Any, environment: Any, batch: list[tuple[bytes, bytes]]) -> None:
             return
         except lmdb.MapFullError:
             environment.set_mapsize(2 * environment.info()["map_size"])
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and deleted after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = _new_folder(target.parent, f".{target.name}", "old")
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _new_folder(parent: Path, prefix: str, suffix: str) -> Path:
-    """A new, empty folder in ``parent`` with the usual permissions (``mkdtemp`` makes it private)."""
-    while True:
-        folder = parent / f"{prefix}.{uuid.uuid4().hex[:12]}.{suffix}"
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue

@@ -41,11 +41,12 @@ def build_lmdb_command(datapath: Path, dataset: str, splits: str, lmdb_dir: Path
     Every split is checked before anything is written; an existing LMDB of a split is replaced.
     """
     from esq_clip.lmdb_build import build_lmdb
+    from esq_clip.splits import dataset_folder
 
     names = [name.strip() for name in splits.split(",") if name.strip()]
     if not names:
         raise ConfigError(f"--splits names no split (got {splits!r}); give e.g. --splits valid,test")
-    dataset_dir = datapath / "datasets" / dataset
+    dataset_dir = dataset_folder(datapath, dataset)  # the check `esq run retrieval` makes of its dataset
     target = lmdb_dir if lmdb_dir is not None else dataset_dir / "lmdb"
     for split, (images, pairs) in build_lmdb(dataset_dir, names, lmdb_dir).items():
         click.echo(f"{split}: {images} images, {pairs} pairs -> {target / split}")

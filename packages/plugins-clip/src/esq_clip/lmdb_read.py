@@ -25,22 +25,44 @@ if TYPE_CHECKING:
 
 
 def require_lmdb(path: Path, part: str) -> None:
-    """A ``DataError`` unless ``path`` is a folder (where the split's ``part`` LMDB should be)."""
+    """A ``DataError`` unless ``path`` is a folder holding a ``data.mdb`` (where the split's
+    ``part`` LMDB should be)."""
     if not path.is_dir():
         raise DataError(
             f"{path}: no such LMDB folder (expected the split's '{part}' LMDB there); "
             "build it with `esq clip build-lmdb`"
         )
+    if not (path / "data.mdb").is_file():
+        raise DataError(
+            f"{path / 'data.mdb'}: no such file (the split's '{part}' LMDB); rebuild it with `esq clip build-lmdb`"
+        )
 
 
 def open_lmdb(path: Path, part: str) -> Any:
+    """The LMDB at ``path``, read-only, after checking that ``data.mdb`` holds every page the
+    database says it has: reading a page past the end of a truncated file would kill the process
+    (SIGBUS) instead of raising."""
     import lmdb
 
     require_lmdb(path, part)
+    fix = "rebuild it with `esq clip build-lmdb`"
+    data = path / "data.mdb"
     try:
-        return lmdb.open(str(path), readonly=True, create=False, lock=False, readahead=False, meminit=False)
+        environment = lmdb.open(str(path), readonly=True, create=False, lock=False, readahead=False, meminit=False)
     except lmdb.Error as error:
-        raise DataError(f"{path}: not a readable LMDB ({error}); rebuild it with `esq clip build-lmdb`") from None
+        reason = _one_line(error).removeprefix(f"{path}: ")
+        raise DataError(f"{data}: not a readable LMDB ({reason}); {fix}") from None
+    # open() read the two meta pages with read(2); info() and stat() use them, no data page
+    needed = (environment.info()["last_pgno"] + 1) * environment.stat()["psize"]
+    size = os.path.getsize(data)
+    if size < needed:
+        environment.close()
+        raise DataError(f"{data}: truncated: {size} bytes, but the database needs {needed}; {fix}")
+    return environment
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def read_count(transaction: Any, path: Path, key: bytes) -> int:

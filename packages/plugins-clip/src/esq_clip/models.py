@@ -20,6 +20,7 @@ As an esq backbone it has one layer, ``embedding``: the normalised image embeddi
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,15 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             "clip_cn_*.pt), or weights='none' for random weights"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+        checkpoint = _load(path)
+    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
+        if isinstance(error, pickle.UnpicklingError):  # torch's message suggests weights_only=False: no
+            reason = "not a torch file, or one holding objects other than tensors"
+        else:
+            reason = " ".join(str(error).split())  # torch's messages run over several lines
         raise CheckpointError(
-            f"{path}: cannot read it as a torch checkpoint ({type(error).__name__}: {error})"
+            f"{path}: cannot read it as a torch checkpoint ({type(error).__name__}: {reason[:200]}); "
+            "give a Chinese-CLIP checkpoint (epoch_latest.pt or a released clip_cn_*.pt)"
         ) from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
@@ -81,23 +87,48 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items() if "bert.pooler" not in key}
 
 
-def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load ``state`` strictly; another architecture's file names its missing, extra and
-    mis-shaped keys."""
+def _load(path: Path) -> Any:
+    """``torch.load`` memory-mapped where the file's format allows it, so that reading only the
+    keys and shapes (:func:`check_checkpoint`) costs little."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_checkpoint(path: Path, vision_model: str, text_model: str) -> None:
+    """What loading ``path`` into this architecture would refuse, found without building the
+    network in memory (it is built on the meta device; the checkpoint is memory-mapped)."""
+    from cn_clip.clip.model import CLIP
+
+    with torch.device("meta"):
+        network = CLIP(**model_info(vision_model, text_model))
+    check_state(network, read_checkpoint(path), path)
+
+
+def check_state(network: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Another architecture's file names its missing, extra and mis-shaped keys."""
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    extra = sorted(set(state) - set(expected))
     shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
+    if missing or extra or shapes:
 
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
         raise CheckpointError(
             f"{path}: not a checkpoint of this architecture: {len(missing)} missing keys [{few(missing)}], "
-            f"{len(unexpected)} unexpected [{few(unexpected)}], {len(shapes)} of another shape [{few(shapes)}]; "
+            f"{len(extra)} extra [{few(extra)}], {len(shapes)} of another shape [{few(shapes)}]; "
             "check vision_model and text_model"
         )
+
+
+def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` strictly (:func:`check_state` first)."""
+    check_state(network, state, path)
     network.load_state_dict({key: value.float() for key, value in state.items()})
 
 
@@ -150,6 +181,11 @@ class ChineseCLIP(WithOptions, nn.Module):
             )
         return F.normalize(batch, MEAN, STD)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (``.to(device)`` moves them); inputs are moved there."""
+        return next(self.network.parameters()).device
+
     def layers(self) -> list[str]:
         return ["embedding"]
 
@@ -164,7 +200,8 @@ class ChineseCLIP(WithOptions, nn.Module):
                 f"chinese_clip: expected preprocessed images (N, 3, {self.resolution}, {self.resolution}), got "
                 f"{tuple(images.shape)}; pass them through .preprocess first"
             )
-        parts = [self.network.encode_image(images[part].float()) for part in self._batches(len(images))]
+        device = self.device
+        parts = [self.network.encode_image(images[part].to(device).float()) for part in self._batches(len(images))]
         features = torch.cat(parts).float()
         return features / features.norm(dim=-1, keepdim=True)
 
@@ -175,7 +212,7 @@ class ChineseCLIP(WithOptions, nn.Module):
 
         texts = list(texts)
         parts = [
-            self.network.encode_text(tokenize(texts[part], context_length=CONTEXT_LENGTH))
+            self.network.encode_text(tokenize(texts[part], context_length=CONTEXT_LENGTH).to(self.device))
             for part in self._batches(len(texts))
         ]
         features = torch.cat(parts).float()

@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq import ConfigError, DataError, PipelineConfig, Results, RunContext, check_int, check_number
+from esq import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    PipelineConfig,
+    Results,
+    RunContext,
+    check_device,
+    check_int,
+    check_number,
+    failed_row,
+)
 
 STEPS = ("extract", "knn", "recall")
 TOP_K = 10  # the official scorer requires exactly 10 predictions per query
@@ -47,6 +58,7 @@ class RetrievalConfig(PipelineConfig):
     quantizer_steps: int = 200
     learning_rate: float = 1e-3
     batch_size: int = 64
+    device: str = field(default="cpu", metadata={"help": "where features are extracted: cpu, cuda, cuda:1..."})
 
     @property
     def run_steps(self) -> list[str]:
@@ -77,6 +89,9 @@ def check(config: RetrievalConfig, plugins: Any) -> None:
     check_number(owner, "learning_rate", config.learning_rate, minimum=0, exclusive=("minimum",))
     locate_split(config.datapath, config.dataset, config.split, source=config.data_source)
     if "extract" in steps:
+        from esq_clip.models import check_checkpoint
+
+        check_device(owner, "device", config.device)
         plugins.registry("backbones").check(
             "chinese_clip", vision_model=config.vision_model, text_model=config.text_model, batch_size=config.batch_size
         )
@@ -85,6 +100,8 @@ def check(config: RetrievalConfig, plugins: Any) -> None:
                 raise ConfigError(
                     f"model_paths: no checkpoint at {path}; give a Chinese-CLIP checkpoint, or 'none' (random weights)"
                 )
+            if path != "none":
+                check_checkpoint(Path(path), config.vision_model, config.text_model)
     elif {"knn", "recall"} & set(steps):
         for path in config.model_paths:
             for features in features_files(config, path):
@@ -132,30 +149,45 @@ def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, 
     from esq_clip.recall import write_features
 
     torch.manual_seed(config.seed)
-    model = context.registry("backbones").create(
-        "chinese_clip",
-        vision_model=config.vision_model,
-        text_model=config.text_model,
-        weights=model_path,
-        batch_size=config.batch_size,
+    model = (
+        context.registry("backbones")
+        .create(
+            "chinese_clip",
+            vision_model=config.vision_model,
+            text_model=config.text_model,
+            weights=model_path,
+            batch_size=config.batch_size,
+        )
+        .to(config.device)
     )
     parts = []
     for start in context.progress(range(0, len(split.image_ids), config.batch_size), "images"):
         ids = split.image_ids[start : start + config.batch_size]
-        parts.append(model.encode_images(model.preprocess(split.images(ids))))
+        parts.append(model.encode_images(model.preprocess(split.images(ids))).cpu())
     images_file, texts_file = features_files(config, model_path, folder)
     write_features(images_file, "image_id", split.image_ids, torch.cat(parts))
-    texts = model.encode_texts([text for _, text, _ in split.texts])
+    texts = model.encode_texts([text for _, text, _ in split.texts]).cpu()
     text_ids = [text_id for text_id, _, _ in split.texts]
     write_features(texts_file, "text_id", text_ids, texts)
     context.log.info("%s: %d image and %d text features", model_name(model_path), len(split.image_ids), len(text_ids))
 
 
+def check_sizes(config: RetrievalConfig, split: Any) -> None:
+    """Each direction searched needs ``TOP_K`` keys: images for text→image, texts for image→text."""
+    for wanted, kind, count in (
+        (config.text_to_image, "images", len(split.image_ids)),
+        (config.image_to_text, "texts", len(split.texts)),
+    ):
+        direction = "text-to-image" if kind == "images" else "image-to-text"
+        if wanted and count < TOP_K:
+            raise DataError(
+                f"{split.name}: {count} {kind}, but {direction} retrieval predicts the top {TOP_K}; "
+                f"give the split at least {TOP_K} {kind}"
+                + (", or skip that direction (--skip-image-to-text)" if kind == "texts" else "")
+            )
+
+
 def top_k(config: RetrievalConfig, context: RunContext, keys: Any, key_ids: list[int], queries: Any) -> list[list[int]]:
-    if len(key_ids) < TOP_K:
-        raise DataError(
-            f"{config.split}: {len(key_ids)} gallery items for top-{TOP_K} predictions; need at least {TOP_K}"
-        )
     retriever = context.registry("retrievers").create(config.retriever, **config.retriever_options).index(keys)
     _, positions = retriever.search(queries, TOP_K)
     return [[key_ids[position] for position in row] for row in positions.tolist()]
@@ -235,16 +267,24 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
 
     split = open_split(config.datapath, config.dataset, config.split, source=config.data_source)
     context.log.info("%s: %d images, %d texts", split.name, len(split.image_ids), len(split.texts))
+    if "knn" in config.run_steps:
+        check_sizes(config, split)
     rows = []
     for model_path in config.model_paths:
         name = model_name(model_path)
         folder = context.path(name)
         folder.mkdir(parents=True, exist_ok=True)
         if "extract" in config.run_steps:
-            extract(config, model_path, folder, split, context)
+            try:
+                extract(config, model_path, folder, split, context)
+            except CheckpointError as error:  # this model's file: the others still run
+                context.log.error("%s: %s", name, error)
+                rows.append(failed_row(error, model=name))
+                continue
         source = folder if "extract" in config.run_steps else None
         images_file, texts_file = features_files(config, model_path, source)
-        if not ({"knn", "recall"} & set(config.run_steps)):
+        if not ({"knn", "recall"} & set(config.run_steps)):  # the features are the result
+            rows.append({"model": name, "step": "extract", "images": len(split.image_ids), "texts": len(split.texts)})
             continue
         features = {
             "images": read_features(images_file, "image_id"),

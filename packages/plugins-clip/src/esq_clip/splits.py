@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,8 @@ from typing import TYPE_CHECKING, Literal
 
 from esq import ConfigError, DataError
 from esq_clip.jsonl_texts import JSONL_FORMAT, read_texts
-from esq_clip.lmdb_read import LmdbImages, read_pairs, require_lmdb
+from esq_clip.lmdb_read import LmdbImages, open_lmdb, read_pairs
+from esq_clip.lmdb_swap import clean_leftovers, old_copy
 from esq_clip.tsv_images import TSV_FORMAT, TsvImages
 
 if TYPE_CHECKING:
@@ -144,7 +146,8 @@ class SplitFiles:
 
 def locate_split(datapath: str | Path, dataset: str, split: str, *, source: Source = "auto") -> SplitFiles:
     """The files of split ``split`` of ``<datapath>/datasets/<dataset>/`` (see :func:`open_split`
-    for ``source``), each checked to be there; nothing is read. A missing folder or file raises
+    for ``source``), each checked to be there, and an LMDB's size against its pages; no record is
+    read. Leftovers of a killed ``esq clip build-lmdb`` are cleaned first. A missing folder or file raises
     ``DataError`` naming it and the fix, a bad name ``ConfigError``.
 
     >>> import pathlib, tempfile
@@ -158,23 +161,36 @@ def locate_split(datapath: str | Path, dataset: str, split: str, *, source: Sour
     if source not in ("auto", "tsv", "lmdb"):
         raise ConfigError(f"data source must be 'auto', 'tsv' or 'lmdb', got {source!r}")
     check_split_name(split)
-    dataset_dir = _dataset_dir(Path(datapath), dataset)
-    lmdb_split = dataset_dir / "lmdb" / split
+    dataset_dir = dataset_folder(Path(datapath), dataset)
+    lmdb_dir = dataset_dir / "lmdb"
+    lmdb_split = lmdb_dir / split
     tsv, jsonl = dataset_dir / f"{split}_imgs.tsv", dataset_dir / f"{split}_texts.jsonl"
     name = f"{dataset}/{split}"
-    if source == "lmdb" or (source == "auto" and lmdb_split.is_dir()):
-        if not lmdb_split.is_dir():
+    build = f"`esq clip build-lmdb --datapath {datapath} --dataset {dataset} --splits {split}`"
+    if source != "tsv":
+        clean_leftovers(lmdb_dir)
+        aside = old_copy(lmdb_dir, split)
+        if aside is not None and not os.path.lexists(lmdb_split):
             raise DataError(
-                f"{lmdb_split}: no such LMDB folder (expected lmdb/{split}/imgs and lmdb/{split}/pairs); build it "
-                f"with `esq clip build-lmdb --datapath {datapath} --dataset {dataset} --splits {split}`"
+                f"{lmdb_split}: missing while {aside} holds its old copy (a build is running, or was killed); "
+                f"wait for the build to finish, or run {build} again"
             )
-        require_lmdb(lmdb_split / "imgs", "imgs")
+    if source == "lmdb" or (source == "auto" and os.path.lexists(lmdb_split)):
+        if not lmdb_split.is_dir():
+            found = "no such LMDB folder" if not os.path.lexists(lmdb_split) else "not a folder"
+            raise DataError(
+                f"{lmdb_split}: {found} (expected lmdb/{split}/imgs and lmdb/{split}/pairs); "
+                f"build it with {build}" + (", or pass --data-source tsv" if source == "auto" else "")
+            )
+        open_lmdb(lmdb_split / "imgs", "imgs").close()
         pairs = lmdb_split / "pairs"
         if not jsonl.is_file() and not pairs.is_dir():
             raise DataError(
                 f"{pairs}: no such LMDB folder, and no {jsonl} either; the texts must be in one of them "
                 "(rebuild the LMDB with `esq clip build-lmdb`, or put the jsonl back)"
             )
+        if not jsonl.is_file():
+            open_lmdb(pairs, "pairs").close()
         return SplitFiles(name, "lmdb", lmdb_split / "imgs", jsonl, pairs)
     if not tsv.is_file():
         raise DataError(
@@ -190,7 +206,9 @@ def open_split(datapath: str | Path, dataset: str, split: str, *, source: Source
 
     ``source``: ``"tsv"`` reads ``{split}_imgs.tsv`` and ``{split}_texts.jsonl``; ``"lmdb"`` reads
     ``lmdb/{split}/imgs`` and the texts from ``{split}_texts.jsonl``, or from ``lmdb/{split}/pairs``
-    when there is no jsonl; ``"auto"`` is ``"lmdb"`` when ``lmdb/{split}`` exists, else ``"tsv"``.
+    when there is no jsonl; ``"auto"`` is ``"lmdb"`` when ``lmdb/{split}`` exists, else ``"tsv"``
+    (an ``lmdb/{split}`` that is broken, or missing while a build has its old copy aside, is an
+    error, not a reason to read the TSV).
     Bad input raises ``DataError`` naming the file and line (or LMDB key) and the fix.
 
     >>> import pathlib, tempfile
@@ -218,9 +236,34 @@ def open_split(datapath: str | Path, dataset: str, split: str, *, source: Source
     return RetrievalSet(files.name, list(store.image_ids), texts, store)
 
 
-def _dataset_dir(datapath: Path, dataset: str) -> Path:
-    if not isinstance(dataset, str) or not dataset or "/" in dataset or "\\" in dataset or dataset in (".", ".."):
+def check_dataset_name(dataset: str) -> str:
+    """``dataset`` if it names one folder under ``<datapath>/datasets``, else a ``ConfigError``
+    (a path such as ``../x`` would read or write outside it).
+
+    >>> check_dataset_name("MUGE")
+    'MUGE'
+    >>> check_dataset_name("../x")
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: dataset must be a folder name under <datapath>/datasets, got '../x'
+    """
+    if (
+        not isinstance(dataset, str)
+        or not dataset
+        or "/" in dataset
+        or "\\" in dataset
+        or "\0" in dataset
+        or dataset in (".", "..")
+    ):
         raise ConfigError(f"dataset must be a folder name under <datapath>/datasets, got {dataset!r}")
+    return dataset
+
+
+def dataset_folder(datapath: Path, dataset: str) -> Path:
+    """``<datapath>/datasets/<dataset>``, the name checked (:func:`check_dataset_name`) and the
+    folder there; else an error naming what is missing."""
+    check_dataset_name(dataset)
+    datapath = Path(datapath)
     if not datapath.is_dir():
         raise DataError(f"{datapath}: no such datapath folder; expected it to hold datasets/<name>/")
     folder = datapath / "datasets" / dataset
