@@ -165,3 +165,9 @@ def test_a_forked_worker_ends_on_a_signal_as_without_esq():
         os.kill(child.pid, signal.SIGTERM)
         child.join(timeout=10)
     assert child.exitcode == -signal.SIGTERM
+
+
+def test_a_message_over_several_lines_prints_as_one():
+    assert error_line(DataError("weights.pt: not a checkpoint:\n  torch says\n\tno")) == (
+        "weights.pt: not a checkpoint: torch says no"
+    )

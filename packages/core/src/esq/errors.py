@@ -83,8 +83,9 @@ def _worker_error(error: Exception) -> str | None:
 
 
 def error_line(error: BaseException) -> str:
-    """The message of ``error`` in one line: an ``EsqError``'s own, a file-system error's path
-    and fix, or for anything else a hint that it is esq's bug and ``--debug`` shows where.
+    """The message of ``error`` in one line (line breaks become spaces): an ``EsqError``'s own,
+    a file-system error's path and fix, or for anything else a hint that it is esq's bug and
+    ``--debug`` shows where.
 
     >>> error_line(EsqError("runs.toml: no such file"))
     'runs.toml: no such file'
@@ -99,4 +100,4 @@ def error_line(error: BaseException) -> str:
     else:
         message = f"unexpected {type(error).__name__}: {message or error} (run again with --debug for the traceback)"
     notes = "; ".join(getattr(error, "__notes__", []))
-    return f"{message} ({notes})" if notes else message
+    return " ".join((f"{message} ({notes})" if notes else message).split())
