@@ -12,11 +12,15 @@ content hash and, for degraded sets, the degradation, its options and level. The
   renamed, so a chunk that exists is whole;
 - ``entry.json``: written last; an entry without it is incomplete and is never read as valid.
 
-A build killed half-way resumes at the first chunk it lacks.
+A build killed half-way resumes at the first chunk it lacks, and removes the temporary files
+the kill left. A build holds its entries' lock files (``<root>/_locks/<digest>.lock``, ``flock``)
+while it writes them: a second build of the same entry waits for the first and then reads what
+it stored, and ``esq cache rm`` refuses to remove an entry that is being built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -24,7 +28,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from esq import ConfigError, DataError, to_json, write_atomic
 
 DTYPES = ("float32", "float16")
 CHUNK_NAME = "chunk_{:05d}.npy"
+SPECIAL = ("_notes", "_locks")  # folders of the cache root that hold no entries
 
 
 def default_root() -> Path:
@@ -59,6 +64,33 @@ def _folder_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "_"
 
 
+def check_root(root: str | os.PathLike[str], option: str = "cache_dir") -> Path:
+    """``root`` if the cache can live there (a folder, or a path where one can be made), else a
+    ``ConfigError`` naming it: a file where a folder is needed, or a folder this user cannot write."""
+    root = Path(root)
+    existing = next(path for path in (root, *root.parents) if path.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {root}: {existing} is a file, not a folder; choose another cache folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{option} {root}: {existing} is not writable; make it writable or choose another cache folder"
+        )
+    return root
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or a ``DataError`` naming the file (missing, unreadable, not JSON)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not readable as JSON ({type(error).__name__})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """One layer of one backbone on one image set."""
@@ -67,7 +99,16 @@ class CacheEntry:
 
     @property
     def key(self) -> dict[str, Any]:
-        return json.loads((self.directory / "key.json").read_text(encoding="utf-8"))
+        """``key.json``; a ``DataError`` naming the file when it is missing or damaged."""
+        return _read_json(self.directory / "key.json")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory.parents[2] / "_locks" / f"{self.directory.name}.lock"
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files a killed writer left (``write_atomic``'s ``.<name>.<random>.tmp``)."""
+        return sorted(self.directory.glob(".*.tmp")) if self.directory.is_dir() else []
 
     @property
     def complete(self) -> bool:
@@ -76,7 +117,7 @@ class CacheEntry:
     @property
     def info(self) -> dict[str, Any]:
         """``entry.json``: count, per-image shape, dtype, chunk size, when and how fast it was built."""
-        return json.loads((self.directory / "entry.json").read_text(encoding="utf-8"))
+        return _read_json(self.directory / "entry.json")
 
     def chunk_path(self, index: int) -> Path:
         return self.directory / CHUNK_NAME.format(index)
@@ -98,22 +139,55 @@ class CacheEntry:
         """The chunks, memory-mapped read-only, in image order."""
         if not self.complete:
             raise DataError(f"{self.directory}: the cache entry is incomplete; rebuild it (esq cache build)")
-        info = self.info
         damaged = DataError(
-            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size); "
-            f"remove it with esq cache rm --backbone {self.key.get('backbone')} --layer {self.key.get('layer')}, "
+            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size, or "
+            f"its entry.json or key.json is unreadable); remove it with esq cache rm --backbone "
+            f"{self.directory.parent.parent.name} --layer {self.directory.parent.name}, or delete the folder, "
             "and run again"
         )
         try:
-            chunks = [np.load(self.chunk_path(i), mmap_mode="r") for i in range(info["chunks"])]
-        except (OSError, ValueError):
+            info = self.info
+            chunks = [np.load(self.chunk_path(i), mmap_mode="r") for i in range(int(info["chunks"]))]
+        except (OSError, ValueError, KeyError, TypeError, DataError):
             raise damaged from None
-        if sum(len(chunk) for chunk in chunks) != info["count"]:
+        if sum(len(chunk) for chunk in chunks) != info.get("count"):
             raise damaged
         return chunks
 
     def size_bytes(self) -> int:
+        if not self.directory.is_dir():
+            return 0
         return sum(path.stat().st_size for path in self.directory.iterdir() if path.is_file())
+
+
+@contextlib.contextmanager
+def locked(entries: Iterable[CacheEntry], *, wait: bool = True, log: logging.Logger | None = None) -> Iterator[None]:
+    """Hold the lock file of each entry (in folder order, so two builds never deadlock). ``wait``:
+    block until another process releases one (saying so on ``log``), else a ``DataError`` naming
+    the entry being built."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): one build at a time is the user's to keep
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for entry in sorted(entries, key=lambda entry: entry.directory):
+            entry.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(entry.lock_path, "a+b"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                where = f"{entry.directory.parent.parent.name}/{entry.directory.parent.name}/{entry.directory.name}"
+                if not wait:
+                    raise DataError(
+                        f"cache entry {where} is being built by another process ({entry.directory}); "
+                        "wait for that build to finish, or stop it, and run again"
+                    ) from None
+                if log is not None:
+                    log.info("waiting for another process building cache entry %s", where)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
+        yield
 
 
 class ActivationCache:
@@ -136,10 +210,17 @@ class ActivationCache:
         return CacheEntry(folder / key_digest(full))
 
     def entries(self) -> list[CacheEntry]:
-        """Every entry, complete or not, sorted by folder."""
+        """Every entry, complete, incomplete or damaged (a folder without a readable key.json), sorted by
+        folder. A cache folder that is a file is a ``ConfigError``."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"cache folder {self.root} is a file, not a folder; choose another cache folder")
         if not self.root.is_dir():
             return []
-        return [CacheEntry(path.parent) for path in sorted(self.root.glob("*/*/*/key.json"))]
+        return [
+            CacheEntry(path)
+            for path in sorted(self.root.glob("*/*/*"))
+            if path.is_dir() and path.parts[-3] not in SPECIAL
+        ]
 
     def read_note(self, key: dict[str, Any]) -> Any:
         """A small JSON note stored under ``key`` (``_notes/``), or ``None``: what a pipeline
@@ -152,7 +233,13 @@ class ActivationCache:
         write_atomic(self.root / "_notes" / f"{key_digest(key)}.json", to_json(value) + "\n")
 
     def begin(self, entry: CacheEntry, key: dict[str, Any]) -> None:
-        if not (entry.directory / "key.json").is_file():
+        """Start or resume ``entry`` (its lock held): what a killed writer left is removed, and
+        ``key.json`` written when it is missing or damaged."""
+        for leftover in entry.leftovers():
+            leftover.unlink(missing_ok=True)
+        try:
+            entry.key  # noqa: B018 - reading it is the check
+        except DataError:
             write_atomic(entry.directory / "key.json", to_json({**key, "dtype": self.dtype}) + "\n")
 
     def write_chunk(self, entry: CacheEntry, index: int, array: np.ndarray) -> None:
@@ -175,13 +262,14 @@ class ActivationCache:
 
 
 def remove_entries(entries: Iterable[CacheEntry]) -> int:
-    """Delete entries (``entry.json`` first, so a half-removed one reads as incomplete)."""
-    removed = 0
-    for entry in entries:
-        (entry.directory / "entry.json").unlink(missing_ok=True)
-        shutil.rmtree(entry.directory, ignore_errors=True)
-        removed += 1
-    return removed
+    """Delete entries (``entry.json`` first, so a half-removed one reads as incomplete). An entry
+    that a build holds is a ``DataError`` naming it, before anything is removed."""
+    entries = list(entries)
+    with locked(entries, wait=False):
+        for entry in entries:
+            (entry.directory / "entry.json").unlink(missing_ok=True)
+            shutil.rmtree(entry.directory)
+    return len(entries)
 
 
 Extract = Callable[[int, int, Sequence[str]], dict[str, np.ndarray]]
@@ -218,15 +306,18 @@ def cached_activations(
     if not missing:
         log.info("CACHE HIT %s: %s", label, ", ".join(entries))
         return {layer: entry.chunks() for layer, entry in entries.items()}
-    log.info("CACHE MISS %s: extracting %s into %s", label, ", ".join(missing), cache.root)
-    started = time.perf_counter()
-    for layer in missing:
-        cache.begin(entries[layer], keys[layer])
-    for index, (start, stop) in enumerate(bounds):
-        todo = [layer for layer in missing if not entries[layer].has_chunk(index, stop - start)]
-        if todo:
-            for layer, array in extract(start, stop, todo).items():
-                cache.write_chunk(entries[layer], index, array)
-    for layer in missing:
-        cache.finish(entries[layer], count, len(bounds), time.perf_counter() - started)
+    with locked([entries[layer] for layer in missing], log=log):
+        missing = [layer for layer in missing if not entries[layer].complete]  # another build may have finished
+        if missing:
+            log.info("CACHE MISS %s: extracting %s into %s", label, ", ".join(missing), cache.root)
+            started = time.perf_counter()
+            for layer in missing:
+                cache.begin(entries[layer], keys[layer])
+            for index, (start, stop) in enumerate(bounds):
+                todo = [layer for layer in missing if not entries[layer].has_chunk(index, stop - start)]
+                if todo:
+                    for layer, array in extract(start, stop, todo).items():
+                        cache.write_chunk(entries[layer], index, array)
+            for layer in missing:
+                cache.finish(entries[layer], count, len(bounds), time.perf_counter() - started)
     return {layer: entry.chunks() for layer, entry in entries.items()}

@@ -60,6 +60,7 @@ def build(
     config = build_config(spec.config, config_layers(config_file, set_options, seed, **options), "degradation")
     if not config.cache:
         raise click.UsageError("cache = false in the config: nothing would be stored")
+    spec.check_config(config, plugins)
     log = logging.getLogger("esq.cache")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -75,27 +76,37 @@ def build(
     stderr.print("cache ready: esq cache ls lists it", highlight=False)
 
 
-def _rows(entries: list[Any]) -> list[dict[str, Any]]:
-    rows = []
-    for entry in entries:
+def _row(entry: Any) -> dict[str, Any]:
+    """What ``esq cache ls`` shows of one entry; a damaged one says which file is wrong."""
+    from esq import DataError
+
+    folder = {"backbone": entry.directory.parent.parent.name, "layer": entry.directory.parent.name}
+    size = round(entry.size_bytes() / 2**20, 2)
+    try:
         key = entry.key
-        degradation = key.get("degradation")
-        images = f"{degradation['type']} {degradation['level']}" if degradation else key.get("set", "clean")
         info = entry.info if entry.complete else {}
-        rows.append(
-            {
-                "backbone": key.get("backbone"),
-                "layer": key.get("layer"),
-                "images": images,
-                "count": info.get("count"),
-                "shape": info.get("shape"),
-                "dtype": key.get("dtype"),
-                "MB": round(entry.size_bytes() / 2**20, 2),
-                "status": "complete" if entry.complete else f"incomplete ({len(entry.chunk_paths())} chunks)",
-                "entry": entry.directory.name,
-            }
-        )
-    return rows
+    except DataError as error:
+        return {**folder, "images": None, "count": None, "shape": None, "dtype": None, "MB": size} | {
+            "status": f"damaged: {error}; esq cache rm removes it",
+            "entry": entry.directory.name,
+        }
+    degradation = key.get("degradation")
+    images = f"{degradation['type']} {degradation['level']}" if isinstance(degradation, dict) else key.get("set")
+    return {
+        "backbone": key.get("backbone", folder["backbone"]),
+        "layer": key.get("layer", folder["layer"]),
+        "images": images,
+        "count": info.get("count"),
+        "shape": info.get("shape"),
+        "dtype": key.get("dtype"),
+        "MB": size,
+        "status": "complete" if entry.complete else f"incomplete ({len(entry.chunk_paths())} chunks)",
+        "entry": entry.directory.name,
+    }
+
+
+def _rows(entries: list[Any]) -> list[dict[str, Any]]:
+    return [_row(entry) for entry in entries]
 
 
 @cache.command("ls")
@@ -129,12 +140,13 @@ def remove(cache_dir: str | None, backbone: str | None, layer: str | None, incom
     if not (backbone or layer or incomplete or everything):
         raise click.UsageError("say what to remove: --backbone, --layer, --incomplete, or --all")
     store = ActivationCache(cache_dir)
+    rows = {entry: _row(entry) for entry in store.entries()}
     chosen = [
         entry
-        for entry in store.entries()
-        if (backbone is None or entry.key.get("backbone") == backbone)
-        and (layer is None or entry.key.get("layer") == layer)
-        and (not incomplete or not entry.complete)
+        for entry, row in rows.items()
+        if (backbone is None or str(row["backbone"]) == backbone)
+        and (layer is None or str(row["layer"]) == layer)
+        and (not incomplete or row["status"] != "complete")
     ]
     size = sum(entry.size_bytes() for entry in chosen)
     removed = remove_entries(chosen)

@@ -193,6 +193,10 @@ def check(config: DegradationConfig, plugins: Any) -> None:
     from esq.builtin.pipelines.degradation.feature_transforms import parse_transform
 
     check_device("degradation", "device", config.device)
+    if config.cache:
+        from esq.builtin.cache import check_root, default_root
+
+        check_root(config.cache_dir if config.cache_dir is not None else default_root())
     backbones = plugins.registry("backbones")
     for name in config.backbone_options:
         if name not in config.backbones:
