@@ -341,7 +341,7 @@ def test_an_unreadable_file_stops_with_its_name(tmp_path):
     solid(tmp_path / "a.png", RED)
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(
-        DataError, match=r"cannot read image .*b\.jpg: .*remove the file or set on_unreadable = \"skip\""
+        DataError, match=r"cannot decode image .*b\.jpg: .*remove the file; or set on_unreadable = \"skip\""
     ):
         open_images(str(tmp_path), count=2, size=8)
 
@@ -364,16 +364,65 @@ def test_skipped_files_are_counted_when_too_few_remain(tmp_path):
         open_images(str(tmp_path), count=2, size=8, on_unreadable="skip")
 
 
-def test_a_truncated_jpeg_fails_at_load_naming_the_file(tmp_path):
+def truncated_jpeg(path):
     noise = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(tmp_path / "a.jpg")
-    Image.fromarray(noise).save(tmp_path / "b.jpg")
-    content = (tmp_path / "b.jpg").read_bytes()
-    (tmp_path / "b.jpg").write_bytes(content[: len(content) // 2])
-    images = open_images(str(tmp_path), count=2, size=16)  # headers are fine: no pixels decoded yet
-    assert images.load(0, 1).shape == (1, 3, 16, 16)
-    with pytest.raises(DataError, match=r"cannot decode image .*b\.jpg: .*replace or remove the file"):
-        images.load()
+    Image.fromarray(noise).save(path)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])  # the header opens: PIL decodes the body lazily
+
+
+def test_a_truncated_jpeg_stops_the_open_naming_the_file(tmp_path):
+    solid(tmp_path / "a.png", RED)
+    truncated_jpeg(tmp_path / "b.jpg")
+    with pytest.raises(DataError, match=r"cannot decode image .*b\.jpg: .*on_unreadable = \"skip\""):
+        open_images(str(tmp_path), count=2, size=16)
+
+
+def test_a_truncated_jpeg_is_skipped_with_on_unreadable_skip(tmp_path, caplog):
+    solid(tmp_path / "a.png", RED)
+    truncated_jpeg(tmp_path / "b.jpg")
+    solid(tmp_path / "c.png", BLUE)
+    with caplog.at_level(logging.WARNING, logger="esq.builtin.data.image_sets"):
+        images = open_images(str(tmp_path), count=2, size=8, on_unreadable="skip")
+    np.testing.assert_array_equal(pixels(images.load())[:, 4, 4], [RED, BLUE])
+    assert "b.jpg" in caplog.text
+
+
+def float_tiff(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.float32), mode="F").save(path)
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_a_float_tiff_in_zero_one_or_zero_255_keeps_its_brightness(tmp_path, scale):
+    ramp = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1)) * scale
+    float_tiff(tmp_path / "a.tif", ramp)
+    (image,) = pixels(open_images(str(tmp_path), count=1, size=16).load())
+    assert image.shape == (16, 16, 3) and image[:, -1].min() >= 240 and image[:, 0].max() <= 15
+    assert abs(int(image[8, 8, 0]) - round(8 / 15 * 255)) <= 10
+
+
+@pytest.mark.parametrize("values", [[[-1.0, 2.0], [0.0, 1.0]], [[0.0, 1000.0], [0.0, 1.0]], [[np.nan, 0.5], [0, 1]]])
+def test_a_float_tiff_of_an_unknown_range_is_refused_or_skipped_naming_it(tmp_path, values, caplog):
+    float_tiff(tmp_path / "a.tif", values)
+    solid(tmp_path / "b.png", RED)
+    with pytest.raises(DataError, match=r"cannot use image .*a\.tif: float pixels in .*on_unreadable"):
+        open_images(str(tmp_path), count=1, size=8)
+    with caplog.at_level(logging.WARNING, logger="esq.builtin.data.image_sets"):
+        images = open_images(str(tmp_path), count=1, size=8, on_unreadable="skip")
+    np.testing.assert_array_equal(pixels(images.load())[0, 4, 4], RED)
+    assert "a.tif" in caplog.text
+
+
+def test_sixteen_bit_png_cmyk_jpeg_and_palette_png_decode_to_their_colours(tmp_path):
+    Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(tmp_path / "a_grey16.png")
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "b_cmyk.jpg", quality=100)
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([0, 0, 255] + [0] * 765)
+    palette.save(tmp_path / "c_palette.png")
+    a, b, c = pixels(open_images(str(tmp_path), count=3, size=8).load())[:, 4, 4]
+    assert a.tolist() == [255, 255, 255]
+    assert b[0] > 240 and b[1] < 15 and b[2] < 15
+    assert c.tolist() == [0, 0, 255]
 
 
 # --- options ------------------------------------------------------------------------------

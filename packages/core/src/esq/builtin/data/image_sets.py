@@ -394,24 +394,20 @@ def _image_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 def _usable(
-    files: list[tuple[str, Path]], wanted: int, on_unreadable: str, log: logging.Logger
+    files: list[tuple[str, Path]], wanted: int, on_unreadable: str, log: logging.Logger, size: int
 ) -> Iterator[tuple[str, Path]]:
-    """The files whose header PIL can read, in order, until ``wanted`` of them are found."""
-    from PIL import Image
-
+    """The files that decode whole (as the run will decode them: PIL reads lazily, so a header
+    that opens says nothing of a truncated body), in order, until ``wanted`` of them are found."""
     found = 0
     for relative, path in files:
         if found == wanted:
             return
         try:
-            with Image.open(path) as image:
-                image.size  # noqa: B018 - reading the header is the check
-        except (OSError, Image.DecompressionBombError) as error:
+            _decode(path, size)
+        except DataError as error:
             if on_unreadable == "stop":
-                raise DataError(
-                    f'cannot read image {path}: {error}; remove the file or set on_unreadable = "skip"'
-                ) from error
-            log.warning(f"skipping unreadable image {path}: {error}")
+                raise DataError(f'{error}; or set on_unreadable = "skip"') from None
+            log.warning(f"skipping unreadable image: {error}")
             continue
         found += 1
         yield relative, path
@@ -430,7 +426,7 @@ def _folder_set(source: str, count: int, size: int, offset: int, on_unreadable: 
             "add images or give another folder"
         )
     wanted = offset + count
-    usable = list(_usable(files, wanted, on_unreadable, log))
+    usable = list(_usable(files, wanted, on_unreadable, log, size))
     if len(usable) < wanted:
         skipped = len(files) - len(usable)
         unreadable = f" ({skipped} unreadable skipped)" if skipped else ""
@@ -463,11 +459,14 @@ def _decode(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             opened.draft(None, (2 * size, 2 * size))  # JPEG: decode at a reduced scale, at least 2× size
+            opened.load()  # the whole body now: a truncated file fails here, naming it
             image = _rgb(ImageOps.exif_transpose(opened))
+    except DataError as error:
+        raise DataError(f"cannot use image {path}: {error}; convert it to 8-bit RGB, or remove it") from None
     except Exception as error:  # a decoder can fail in many ways; each names this file
         raise DataError(
             f"cannot decode image {path}: {type(error).__name__}: {error}; replace or remove the file"
-        ) from error
+        ) from None
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
@@ -476,12 +475,21 @@ def _decode(path: Path, size: int) -> np.ndarray:
 
 
 def _rgb(image: Any) -> Any:
-    """RGB 8-bit: 16-bit grey scaled down, transparency composited on white."""
+    """RGB 8-bit: 16-bit grey scaled down, float grey in [0, 1] or [0, 255] scaled to 0..255
+    (other float ranges are a ``DataError``: no scale can be guessed), transparency composited on
+    white, palette, CMYK and the rest through PIL's conversion."""
     from PIL import Image
 
     if image.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey: 0..65535 → 0..255
         grey = np.asarray(image, dtype=np.float64) / 257
         image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
+    elif image.mode == "F":  # 32-bit float grey: PIL's own conversion would clip 0..1 to black
+        grey = np.asarray(image, dtype=np.float64)
+        low, high = (float(grey.min()), float(grey.max())) if np.isfinite(grey).all() else (np.nan, np.nan)
+        if not (low >= 0 and high <= 255):
+            raise DataError(f"float pixels in [{low:.4g}, {high:.4g}]; esq reads float images in [0, 1] or [0, 255]")
+        scale = 255.0 if high <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
