@@ -245,3 +245,38 @@ def test_a_new_run_removes_what_killed_runs_left_but_not_a_live_runs_files(tmp_p
         run_pipeline(ECHO, fake_plugin.EchoConfig(), tmp_path, PLUGINS)
         assert not list(dead.rglob("*.tmp"))
         assert len(list(live.rglob("*.tmp"))) == len(list(starting.rglob("*.tmp"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("..", "writes only inside the run directory"),
+        ("../elsewhere.png", "writes only inside the run directory"),
+        ("/tmp/elsewhere.png", "writes only inside the run directory"),
+        ("a/../../b", "writes only inside the run directory"),
+        ("results.json", "the run's own results.json"),
+        ("config.toml", "the run's own config.toml"),
+        ("run.log", "the run's own run.log"),
+    ],
+)
+def test_a_pipeline_writes_only_inside_its_run_directory(tmp_path, name, message):
+    def write(config, context):
+        context.path(name).write_text("x")
+        return Results(rows=[{"wrote": name}])
+
+    spec = PipelineSpec(name="writes", config=PipelineConfig, run=write, summary="Writes")
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(spec, PipelineConfig(), tmp_path / "runs", PLUGINS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]
+
+
+def test_a_symlink_out_of_the_run_directory_is_refused(tmp_path):
+    def write(config, context):
+        (context.directory / "link").symlink_to(tmp_path)
+        context.path("link/escaped.txt").write_text("x")
+        return Results(rows=[{"x": 1}])
+
+    spec = PipelineSpec(name="links", config=PipelineConfig, run=write, summary="Links")
+    with pytest.raises(ConfigError, match="writes only inside the run directory"):
+        run_pipeline(spec, PipelineConfig(), tmp_path / "runs", PLUGINS)
+    assert not (tmp_path / "escaped.txt").exists()

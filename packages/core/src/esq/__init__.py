@@ -38,6 +38,7 @@ from esq.output import print_json, print_table
 from esq.plugins import Plugins, core_version, load_plugins
 from esq.registries import KINDS, Registry, check_options
 from esq.results import Results, RunContext, failed_row
+from esq.run_directories import run_file_name
 from esq.runner import share_run_directory
 from esq.specs import (
     BackboneSpec,
@@ -121,6 +122,7 @@ __all__ = [
     "print_json",
     "print_table",
     "registry",
+    "run_file_name",
     "share_run_directory",
     "stderr",
     "to_json",

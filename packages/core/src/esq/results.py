@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from esq.errors import error_line
+from esq.run_directories import inside_run
 
 T = TypeVar("T")
 FAILED = "failed"
@@ -65,8 +66,9 @@ class RunContext:
         return self.plugins.registry(kind)
 
     def path(self, name: str) -> Path:
-        """Where to write the run's file ``name`` (plots, predictions...)."""
-        return self.directory / name
+        """Where to write the run's file or folder ``name`` (plots, predictions...): inside the
+        run directory, and none of the runner's own files (else a ``ConfigError``)."""
+        return inside_run(self.directory, name)
 
     def progress(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate over ``items`` with a progress bar on stderr."""

@@ -15,8 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from esq.errors import ConfigError
+
 log = logging.getLogger("esq.run")
 RUN_LOG = "run.log"
+RUN_FILES = ("config.toml", RUN_LOG, "results.json", "results.csv")
 TEMPORARY = ".*.tmp"
 BEING_MADE_SECONDS = 60  # a directory without run.log younger than this may be a run starting now
 
@@ -68,3 +71,35 @@ def clean_abandoned_runs(parent: Path) -> list[Path]:
         log.info("removed %d temporary files that killed runs left in %s", len(removed), parent)
     return removed
 
+
+def run_file_name(option: str, name: str, suffix: str = "") -> str:
+    """``name`` if it is a plain file name (ending in ``suffix``) that a run directory can hold
+    beside the runner's own files, else a ``ConfigError`` naming ``option``.
+
+    >>> run_file_name("output", "scores.json", ".json")
+    'scores.json'
+    >>> run_file_name("output", "results.json", ".json")
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: output 'results.json': the run's own results.json has that name; choose another file name
+    """
+    if name in RUN_FILES or name.startswith("run-rank"):
+        raise ConfigError(f"{option} {name!r}: the run's own {name} has that name; choose another file name")
+    plain = name not in ("", ".", "..") and not any(mark in name for mark in ("/", "\\", "\0"))
+    if not plain or not name.endswith(suffix) or name == suffix:
+        ending = f" ending in {suffix}" if suffix else ""
+        raise ConfigError(f"{option} {name!r}: a file name{ending}, without folders (written in the run directory)")
+    return name
+
+
+def inside_run(directory: Path, name: str) -> Path:
+    """``directory / name`` if it lies inside ``directory`` and is none of the runner's own
+    files, else a ``ConfigError``: what a pipeline writes stays in its run directory."""
+    path = directory / name
+    parts = Path(name).parts
+    escapes = Path(name).is_absolute() or ".." in parts or not parts
+    if escapes or not path.resolve().is_relative_to(directory.resolve()):
+        raise ConfigError(f"{name!r}: esq writes only inside the run directory {directory}; choose a plain name")
+    if parts[0] in RUN_FILES or parts[0].startswith("run-rank"):
+        raise ConfigError(f"{name!r}: the run's own {parts[0]} has that name; choose another name")
+    return path

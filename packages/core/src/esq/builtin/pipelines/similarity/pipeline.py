@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from esq import ConfigError, DataError, PipelineConfig, Results, RunContext, check_device
+from esq import ConfigError, DataError, PipelineConfig, Results, RunContext, check_device, run_file_name
 
 
 @dataclass
@@ -64,30 +64,6 @@ class SimilarityConfig(PipelineConfig):
             run_file_name(option, getattr(self, option), suffix)
         if self.backbone is not None:
             self.backbone = backbone_name(self.backbone)
-
-
-RUN_FILES = ("config.toml", "run.log", "results.json", "results.csv")
-
-
-def run_file_name(option: str, name: str, suffix: str) -> str:
-    """``name`` if it is a plain file name ending in ``suffix`` that the run directory can take
-    beside the runner's own files, else a ``ValueError`` naming ``option``.
-
-    >>> run_file_name("output", "scores.json", ".json")
-    'scores.json'
-    >>> run_file_name("output", "results.json", ".json")
-    Traceback (most recent call last):
-    ...
-    ValueError: output 'results.json': the run's own results.json has that name; choose another file name
-    """
-    if name in RUN_FILES:
-        raise ValueError(f"{option} {name!r}: the run's own {name} has that name; choose another file name")
-    plain = name not in (".", "..") and not any(mark in name for mark in ("/", "\\", "\0"))
-    if not plain or not name.endswith(suffix) or name == suffix:
-        raise ValueError(
-            f"{option} {name!r}: a file name ending in {suffix}, without folders (written in the run directory)"
-        )
-    return name
 
 
 def metric_names(config: SimilarityConfig, components: Any) -> list[str]:
