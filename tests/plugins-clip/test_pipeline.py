@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,24 @@ def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_pa
     assert "not a checkpoint of this architecture" in result.output and "missing keys" in result.output
 
 
+def test_checkpoints_with_one_file_name_get_their_folders_in_names_and_rows(tmp_path, checkpoint):
+    write_dataset(tmp_path / "data")
+    copies = [tmp_path / side / "epoch_latest.pt" for side in ("a", "b")]
+    for copy in copies:
+        copy.parent.mkdir()
+        shutil.copy(checkpoint[1], copy)
+    result, run = retrieval(tmp_path, f"model_paths=[{copies[0]},{copies[1]}]", "steps=[extract]")
+    assert sorted(row["model"] for row in json.loads(result.stdout)) == ["a-epoch_latest", "b-epoch_latest"]
+    assert {path.name for path in run.iterdir() if path.is_dir()} == {"a-epoch_latest", "b-epoch_latest"}
+
+
+@pytest.mark.parametrize("paths", ["[none,none]", "[{0},{0}]"])
+def test_the_same_model_twice_is_refused(tmp_path, checkpoint, paths):
+    write_dataset(tmp_path / "data")
+    result, run = retrieval(tmp_path, f"model_paths={paths.format(checkpoint[1])}", expect=1)
+    assert "is given 2 times; give each model once" in result.output and run is None
+
+
 def test_a_gallery_smaller_than_ten_is_refused(tmp_path):
     write_dataset(tmp_path / "data", images=8)
     result, _ = retrieval(tmp_path, "image_to_text=false", expect=1)
@@ -213,3 +232,13 @@ def test_a_bad_config_fails_before_any_run_directory_exists(tmp_path, settings, 
     result, run = retrieval(tmp_path, *settings, expect=1)
     assert words in result.output
     assert run is None and not (tmp_path / "runs").exists()
+
+
+def test_model_names_are_plain_folder_names_beside_the_run_files():
+    from esq import run_file_name
+    from esq_clip.pipeline import model_names
+
+    names = model_names(["x/results.json.pt", "y/run.log.pt", "w e/we|ird@.pt", "z/config.toml.pt", "none"])
+    assert len(set(names.values())) == 5
+    for name in names.values():
+        assert run_file_name("model", name) == name

@@ -7,6 +7,8 @@ Each model's files go to ``<run>/<model>/`` under the official names (see :mod:`
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +24,7 @@ from esq import (
     check_int,
     check_number,
     failed_row,
+    run_file_name,
 )
 
 STEPS = ("extract", "knn", "recall")
@@ -84,6 +87,7 @@ def check(config: RetrievalConfig, plugins: Any) -> None:
         raise ConfigError("text_to_image and image_to_text are both off: nothing to search")
     if not config.model_paths:
         raise ConfigError("model_paths is empty; give a checkpoint, or 'none' for random weights")
+    model_names(config.model_paths)
     check_int(owner, "quantizer_steps", config.quantizer_steps, minimum=0)
     check_int(owner, "batch_size", config.batch_size, minimum=1)
     check_number(owner, "learning_rate", config.learning_rate, minimum=0, exclusive=("minimum",))
@@ -103,10 +107,10 @@ def check(config: RetrievalConfig, plugins: Any) -> None:
             if path != "none":
                 check_checkpoint(Path(path), config.vision_model, config.text_model)
     elif {"knn", "recall"} & set(steps):
-        for path in config.model_paths:
-            for features in features_files(config, path):
+        for name in model_names(config.model_paths).values():
+            for features in features_files(config, name):
                 if not features.is_file():
-                    raise ConfigError(f"features_dir: no {features} (model {model_name(path)!r}); extract it first")
+                    raise ConfigError(f"features_dir: no {features} (model {name!r}); extract it first")
     if "knn" in steps:
         plugins.registry("retrievers").check(config.retriever, **config.retriever_options)
     if config.quantizer is not None and {"knn", "recall"} & set(steps):
@@ -123,7 +127,7 @@ def feature_dim(config: RetrievalConfig, model_path: str) -> int:
         from esq_clip.models import model_info
 
         return int(model_info(config.vision_model, config.text_model)["embed_dim"])
-    path = features_files(config, model_path)[0]
+    path = features_files(config, model_names(config.model_paths)[model_path])[0]
     with open(path, encoding="utf-8") as handle:
         try:
             return len(json.loads(handle.readline())["feature"])
@@ -131,15 +135,60 @@ def feature_dim(config: RetrievalConfig, model_path: str) -> int:
             raise DataError(f"{path}, line 1: not a features line ({error}); extract again") from None
 
 
-def features_files(config: RetrievalConfig, model_path: str, folder: Path | None = None) -> tuple[Path, Path]:
-    """The image and the text features files of a model, in ``folder`` (default: its folder in
-    ``features_dir``)."""
-    folder = folder if folder is not None else Path(config.features_dir) / model_name(model_path)
+def features_files(config: RetrievalConfig, name: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """The image and the text features files of the model called ``name`` (``model_names``), in
+    ``folder`` (default: its folder in ``features_dir``)."""
+    folder = folder if folder is not None else Path(config.features_dir) / name
     return folder / f"{config.split}_imgs.img_feat.jsonl", folder / f"{config.split}_texts.txt_feat.jsonl"
 
 
-def model_name(path: str) -> str:
-    return "random" if path == "none" else Path(path).stem
+def _plain(text: str) -> str:
+    """``text`` as a folder name: other characters than letters, digits, ``.``, ``_`` and ``-``
+    become ``_``, and one the run directory cannot hold gets a ``model-`` prefix."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    try:
+        return run_file_name("model_paths", name)
+    except ConfigError:
+        return f"model-{name}"
+
+
+def _distinct(paths: list[Path], with_suffix: bool) -> dict[Path, str]:
+    """Names of ``paths`` (which share a stem) from their folders below the common one."""
+    common = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent
+    common = common if common not in paths else common.parent
+    return {
+        path: _plain("-".join((path if with_suffix else path.with_suffix("")).relative_to(common).parts))
+        for path in paths
+    }
+
+
+def model_names(paths: list[str]) -> dict[str, str]:
+    """A unique, readable name (and folder) for each of ``paths``: the file's stem (``random``
+    for ``none``), with its parent folders where stems repeat (``a-epoch_latest``,
+    ``b-epoch_latest``), and its suffix where even those do. The same file twice is an error.
+
+    >>> model_names(["runs/a/epoch_latest.pt", "runs/b/epoch_latest.pt", "none"])
+    {'runs/a/epoch_latest.pt': 'a-epoch_latest', 'runs/b/epoch_latest.pt': 'b-epoch_latest', 'none': 'random'}
+    """
+    resolved = {path: Path(path).resolve() for path in paths if path != "none"}
+    for path in set(paths):
+        twice = [other for other in paths if other == path or resolved.get(other, other) == resolved.get(path, path)]
+        if len(twice) > 1:
+            raise ConfigError(f"model_paths: {path!r} is given {len(twice)} times; give each model once")
+    names = {file: _plain(file.stem) for file in resolved.values()}
+    for with_suffix in (False, True):
+        by_name: dict[str, list[Path]] = {}
+        for file, name in names.items():
+            by_name.setdefault(name, []).append(file)
+        for clashing in (files for name, files in by_name.items() if len(files) > 1 or name == "random"):
+            names.update(_distinct(clashing, with_suffix))
+    taken: dict[str, int] = {}
+    result = {}
+    for path in paths:
+        name = "random" if path == "none" else names[resolved[path]]
+        taken[name] = taken.get(name, 0) + 1
+        result[path] = name if taken[name] == 1 else f"{name}-{taken[name]}"
+    return result
 
 
 def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, context: RunContext) -> None:
@@ -164,12 +213,12 @@ def extract(config: RetrievalConfig, model_path: str, folder: Path, split: Any, 
     for start in context.progress(range(0, len(split.image_ids), config.batch_size), "images"):
         ids = split.image_ids[start : start + config.batch_size]
         parts.append(model.encode_images(model.preprocess(split.images(ids))).cpu())
-    images_file, texts_file = features_files(config, model_path, folder)
+    images_file, texts_file = features_files(config, folder.name, folder)
     write_features(images_file, "image_id", split.image_ids, torch.cat(parts))
     texts = model.encode_texts([text for _, text, _ in split.texts]).cpu()
     text_ids = [text_id for text_id, _, _ in split.texts]
     write_features(texts_file, "text_id", text_ids, texts)
-    context.log.info("%s: %d image and %d text features", model_name(model_path), len(split.image_ids), len(text_ids))
+    context.log.info("%s: %d image and %d text features", folder.name, len(split.image_ids), len(text_ids))
 
 
 def check_sizes(config: RetrievalConfig, split: Any) -> None:
@@ -270,8 +319,7 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
     if "knn" in config.run_steps:
         check_sizes(config, split)
     rows = []
-    for model_path in config.model_paths:
-        name = model_name(model_path)
+    for model_path, name in model_names(config.model_paths).items():
         folder = context.path(name)
         folder.mkdir(parents=True, exist_ok=True)
         if "extract" in config.run_steps:
@@ -282,7 +330,7 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
                 rows.append(failed_row(error, model=name))
                 continue
         source = folder if "extract" in config.run_steps else None
-        images_file, texts_file = features_files(config, model_path, source)
+        images_file, texts_file = features_files(config, name, source)
         if not ({"knn", "recall"} & set(config.run_steps)):  # the features are the result
             rows.append({"model": name, "step": "extract", "images": len(split.image_ids), "texts": len(split.texts)})
             continue
