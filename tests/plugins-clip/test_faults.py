@@ -109,6 +109,28 @@ def replace_splits(arguments: list[str], name: str) -> list[str]:
     return [*arguments[:-1], name]
 
 
+def feature_files(root: Path, damage: Callable[[list[dict], list[dict]], object]) -> None:
+    """A previous run's features of the toy split (4 values each) under ``root/features/random``,
+    changed by ``damage(image_records, text_records)``."""
+    import json
+
+    images = [{"image_id": 100 + index, "feature": [1.0, 0.0, 0.0, float(index)]} for index in range(12)]
+    texts = [{"text_id": index, "feature": [0.0, 1.0, 0.0, float(index)]} for index in range(12)]
+    damage(images, texts)
+    folder = root / "features" / "random"
+    folder.mkdir(parents=True)
+    for name, records in (("valid_imgs.img_feat.jsonl", images), ("valid_texts.txt_feat.jsonl", texts)):
+        (folder / name).write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def from_features(root: Path) -> list[str]:
+    return retrieval(root, "--skip-extraction", "--features-dir", str(root / "features"))
+
+
+def set_feature(records: list[dict], at: int, feature: list) -> None:
+    records[at]["feature"] = feature
+
+
 TEXTS = "data/datasets/TOY/valid_texts.jsonl"
 
 # (id, what to break in the toy split under root, the CLI arguments, what the one line must name)
@@ -202,6 +224,48 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], Callable[[Path], list[str]
         nothing,
         lambda root: build(root, "--lmdb-dir", str(root / "data/datasets/TOY/valid_imgs.tsv/lmdb")),
         "valid_imgs.tsv",
+    ),
+    (
+        "features-ragged",
+        lambda root: feature_files(root, lambda images, texts: set_feature(images, 1, [1.0, 2.0])),
+        from_features,
+        "valid_imgs.img_feat.jsonl, line 2: a feature of 2 values, line 1 has 4",
+    ),
+    (
+        "features-nan",
+        lambda root: feature_files(root, lambda images, texts: set_feature(texts, 2, [float("nan")] * 4)),
+        from_features,
+        "valid_texts.txt_feat.jsonl, line 3: the feature holds NaN or infinity",
+    ),
+    (
+        "features-strings",
+        lambda root: feature_files(root, lambda images, texts: set_feature(texts, 0, ["1", "2", "3", "4"])),
+        from_features,
+        "valid_texts.txt_feat.jsonl, line 1: not a features line",
+    ),
+    (
+        "features-missing-text",
+        lambda root: feature_files(root, lambda images, texts: texts.pop(1)),
+        from_features,
+        "valid_texts.txt_feat.jsonl: no feature for text 1 of TOY/valid",
+    ),
+    (
+        "features-other-split",
+        lambda root: feature_files(root, lambda images, texts: images.append({"image_id": 555, "feature": [0.0] * 4})),
+        from_features,
+        "valid_imgs.img_feat.jsonl: image 555 is not in TOY/valid",
+    ),
+    (
+        "features-duplicate-id",
+        lambda root: feature_files(root, lambda images, texts: images.append(dict(images[0]))),
+        from_features,
+        "valid_imgs.img_feat.jsonl, line 13: image_id 100 again (first on line 1)",
+    ),
+    (
+        "features-dimensions-differ",
+        lambda root: feature_files(root, lambda images, texts: [set_feature(texts, i, [0.0] * 3) for i in range(12)]),
+        from_features,
+        "valid_texts.txt_feat.jsonl: features of 3 values, but",
     ),
 ]
 

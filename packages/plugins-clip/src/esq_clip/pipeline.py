@@ -292,6 +292,13 @@ def search_and_score(
             write_predictions(predictions_path, query_key, answer_key, query_ids, answers)
         if "recall" in config.run_steps:
             predictions = _read_predictions(predictions_path, query_key, answer_key)
+            missing = [query for query in gold if query not in predictions]
+            if missing:
+                raise DataError(
+                    f"{predictions_path}: no predictions for {query_key} {missing[0]}"
+                    + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                    + "; run the knn step again"
+                )
             r1, r5, r10 = recalls(gold, predictions)
             document = score_document(r1, r5, r10)
             write_scores(folder / f"{direction}_results{suffix}.json", document)
@@ -306,12 +313,21 @@ def _read_predictions(path: Path, query_key: str, answer_key: str) -> dict[int, 
 
     if not path.is_file():
         raise DataError(f"{path}: no predictions; run the knn step first (steps including 'knn')")
+    predictions = {}
     with open(path, encoding="utf-8") as handle:
-        return {record[query_key]: record[answer_key] for record in map(json.loads, handle)}
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+                predictions[int(record[query_key])] = [int(item) for item in record[answer_key]]
+            except (ValueError, KeyError, TypeError) as error:
+                raise DataError(
+                    f"{path}, line {number}: not a predictions line ({error}); run the knn step again"
+                ) from None
+    return predictions
 
 
 def run(config: RetrievalConfig, context: RunContext) -> Results:
-    from esq_clip.recall import read_features
+    from esq_clip.recall import check_feature_ids, read_features
     from esq_clip.splits import open_split
 
     split = open_split(config.datapath, config.dataset, config.split, source=config.data_source)
@@ -338,6 +354,13 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
             "images": read_features(images_file, "image_id"),
             "texts": read_features(texts_file, "text_id"),
         }
+        check_feature_ids(images_file, "image", features["images"][0], split.image_ids, split.name)
+        check_feature_ids(texts_file, "text", features["texts"][0], [text[0] for text in split.texts], split.name)
+        if features["images"][1].shape[1] != features["texts"][1].shape[1]:
+            raise DataError(
+                f"{texts_file}: features of {features['texts'][1].shape[1]} values, but {images_file} holds "
+                f"{features['images'][1].shape[1]}; extract both with the same model again"
+            )
         for row in search_and_score(config, context, folder, split, features, ""):
             rows.append(
                 {

@@ -16,6 +16,7 @@ is among its first k predictions; divided by the number of gold queries.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,54 @@ def read_features(path: Path, id_key: str) -> tuple[list[int], Any]:
 
     if not path.is_file():
         raise DataError(f"{path}: no features file; run the extract step first (steps including 'extract')")
-    ids, rows = [], []
+    ids, rows, seen = [], [], {}
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 record = json.loads(line)
-                ids.append(int(record[id_key]))
-                rows.append(record["feature"])
+                item, feature = int(record[id_key]), record["feature"]
+                if not isinstance(feature, list) or not all(
+                    isinstance(value, (int, float)) and not isinstance(value, bool) for value in feature
+                ):
+                    raise TypeError("feature is not a list of numbers")
             except (ValueError, KeyError, TypeError) as error:
                 raise DataError(f"{path}, line {number}: not a features line ({error}); extract again") from None
+            if rows and len(feature) != len(rows[0]):
+                raise DataError(
+                    f"{path}, line {number}: a feature of {len(feature)} values, line 1 has {len(rows[0])}; "
+                    "extract again"
+                )
+            if not all(math.isfinite(value) for value in feature):
+                raise DataError(f"{path}, line {number}: the feature holds NaN or infinity; extract again")
+            if item in seen:
+                raise DataError(
+                    f"{path}, line {number}: {id_key} {item} again (first on line {seen[item]}); extract again"
+                )
+            seen[item] = number
+            ids.append(item)
+            rows.append(feature)
     return ids, torch.tensor(rows, dtype=torch.float32)
+
+
+def check_feature_ids(path: Path, kind: str, ids: Sequence[int], expected: Sequence[int], split: str) -> None:
+    """The ids of a features file are those of the split: the same set, or a ``DataError``
+    naming the file, the first id missing or foreign, and the fix."""
+    from esq import DataError
+
+    have, want = set(ids), set(expected)
+    missing = [item for item in expected if item not in have]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(
+            f"{path}: no feature for {kind} {missing[0]}{more} of {split}; extract the features of this split again"
+        )
+    foreign = [item for item in ids if item not in want]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise DataError(
+            f"{path}: {kind} {foreign[0]}{more} is not in {split} (features of another split or dataset?); "
+            "extract the features of this split again"
+        )
 
 
 def write_predictions(path: Path, query_key: str, answer_key: str, queries: Sequence[int], answers: Iterable) -> Path:
