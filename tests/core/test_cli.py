@@ -218,6 +218,54 @@ def test_a_config_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
     assert result.stderr == f"Error: {path}: not UTF-8 text (byte 0xe9 at 11); save it as UTF-8\n"
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import sys\nsys.exit(0)\n", "error importing plugin: called sys.exit(0)"),
+        ("raise KeyboardInterrupt\n", "error importing plugin: KeyboardInterrupt"),
+        ("class Own(BaseException): pass\nraise Own('own')\n", "error importing plugin: Own: own"),
+        (
+            "import sys\nfrom esq import hookimpl\n@hookimpl\ndef esq_metrics():\n    sys.exit(4)\n",
+            "failed in esq_metrics(): called sys.exit(4)",
+        ),
+    ],
+)
+def test_a_plugin_that_exits_or_raises_a_base_exception_is_one_line_and_a_failure(tmp_path, code, message):
+    path = tmp_path / "leaves.py"
+    path.write_text(code)
+    result = esq("list", "--plugin", str(path))
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_what_a_plugin_prints_goes_to_stderr_and_json_stays_json(tmp_path):
+    path = tmp_path / "chatty.py"
+    path.write_text(
+        "print('hello from import')\nfrom esq import hookimpl\n@hookimpl\ndef esq_metrics():\n"
+        "    print('hello from a hook')\n    return []\n"
+    )
+    result = esq("list", "metrics", "--json", "--plugin", str(path))
+    assert result.exit_code == 0 and isinstance(json.loads(result.stdout), list)
+    assert "hello from import" in result.stderr and "hello from a hook" in result.stderr
+
+
+def test_dates_are_refused_as_option_values_and_a_bom_is_named(tmp_path):
+    result = esq(
+        "run",
+        "demo",
+        "--backbone",
+        "tiny_segmenter",
+        "--plugin",
+        FAKE,
+        "--set",
+        "quantizer_options.rounding.levels=1979-05-27",
+    )
+    assert result.exit_code == 1 and "dates and times are not option values" in result.stderr
+    path = tmp_path / "bom.toml"
+    path.write_text("\ufeffrows = 2\n", encoding="utf-8")
+    result = esq("run", "echo", "--plugin", FAKE, "--config", str(path))
+    assert result.exit_code == 1 and "starts with a byte-order mark; save it as UTF-8 without BOM" in result.stderr
+
+
 def test_plugin_raising_at_import_is_one_line(tmp_path):
     path = tmp_path / "explodes.py"
     path.write_text("raise ImportError('needs libfoo')\n")
@@ -245,8 +293,8 @@ def test_a_crashing_pipeline_is_one_line_with_a_hint(tmp_path):
     assert result.exit_code == 1
     (directory,) = (tmp_path / "runs" / "crash").iterdir()
     assert result.stderr == (
-        "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback) "
-        f"(run log: {directory / 'run.log'})\n"
+        "Error: unexpected ZeroDivisionError: division by zero (run again with --debug for the traceback; "
+        f"run log: {directory / 'run.log'})\n"
     )
 
 

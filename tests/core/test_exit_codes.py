@@ -33,10 +33,30 @@ def wait(config, context):
 def exits(config, context):
     sys.exit(0)
 
+class Weird:
+    pass
+
+class OwnBase(BaseException):
+    pass
+
+ODD = {
+    "object": lambda: Results(rows=[{"value": Weird()}]),
+    "key": lambda: Results(rows=[{1: "a"}]),
+    "rows": lambda: Results(rows="abc"),
+    "table": lambda: Results(rows=[{"a": 1}], table="x"),
+    "summary": lambda: Results(rows=[{"a": 1}], summary={"seen": {1, 2}}),
+}
+
+def odd(config, context):
+    return ODD[os.environ["ODD"]]()
+
+def raises(config, context):
+    raise {"keyboard": KeyboardInterrupt, "own": OwnBase}[os.environ["RAISE"]]("raised by the pipeline")
+
 @hookimpl
 def esq_pipelines():
     return [PipelineSpec(name=name, config=PipelineConfig, run=run, summary=name)
-            for name, run in (("partial", partial), ("wait", wait), ("exits", exits))]
+            for name, run in (("partial", partial), ("wait", wait), ("exits", exits), ("odd", odd), ("raises", raises))]
 """
 
 
@@ -70,7 +90,7 @@ def test_a_pipeline_calling_sys_exit_0_is_a_failure(tmp_path, plugin):
     assert "unexpected" not in result.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_ends_the_run_with_128_plus_its_number_and_a_line(tmp_path, plugin, signum):
     output_dir = tmp_path / "runs"
     command = [sys.executable, "-m", "esq", "run", "wait", "--plugin", plugin, "--output-dir", str(output_dir)]
@@ -171,3 +191,37 @@ def test_a_message_over_several_lines_prints_as_one():
     assert error_line(DataError("weights.pt: not a checkpoint:\n  torch says\n\tno")) == (
         "weights.pt: not a checkpoint: torch says no"
     )
+
+
+@pytest.mark.parametrize(
+    ("odd", "message"),
+    [
+        ("object", "Results.rows[0]['value'] cannot be saved: Object of type Weird is not JSON serializable"),
+        ("key", "Results.rows[0] has key 1; keys are strings"),
+        ("rows", "Results.rows that is not a list of dicts"),
+        ("table", "Results.table that is not a list of dicts"),
+        ("summary", "Results.summary cannot be saved"),
+    ],
+)
+def test_results_that_cannot_be_saved_are_the_plugins_error(tmp_path, plugin, monkeypatch, odd, message):
+    monkeypatch.setenv("ODD", odd)
+    result = esq("run", "odd", "--plugin", plugin, "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 1 and message in result.stderr and "pipeline 'odd'" in result.stderr
+    assert "unexpected" not in result.stderr and result.stderr.count("\n") == 1
+    document = results_of(tmp_path / "runs", "odd")
+    assert document["status"] == "failed" and message in document["error"]
+
+
+def test_a_keyboard_interrupt_raised_by_code_is_an_interruption(tmp_path, plugin, monkeypatch):
+    monkeypatch.setenv("RAISE", "keyboard")
+    command = [sys.executable, "-m", "esq", "run", "raises", "--plugin", plugin, "--output-dir", str(tmp_path / "runs")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 130 and finished.stderr == "Error: interrupted by SIGINT\n"
+    assert results_of(tmp_path / "runs", "raises")["status"] == "interrupted"
+
+
+def test_a_base_exception_of_the_plugins_own_is_one_line(tmp_path, plugin, monkeypatch):
+    monkeypatch.setenv("RAISE", "own")
+    result = esq("run", "raises", "--plugin", plugin, "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 1 and "raised OwnBase (a BaseException): raised by the pipeline" in result.stderr
+    assert results_of(tmp_path / "runs", "raises")["error"] is not None

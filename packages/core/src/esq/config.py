@@ -16,6 +16,7 @@ Config(name='', seed=0, epochs=3, metrics=['cka', 'rsa'])
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 import tomllib
 import types
@@ -66,6 +67,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {byte:#04x} at {error.start}); save it as UTF-8") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from None
+    if text.startswith("\ufeff"):
+        raise ConfigError(f"{path}: starts with a byte-order mark; save it as UTF-8 without BOM")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -108,12 +111,21 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def _storable(value: Any, where: str) -> Any:
+    """``value`` if config.toml and results.json can hold it: TOML's dates and times cannot."""
+    if isinstance(value, datetime.date | datetime.time):
+        raise ConfigError(f"{where}: dates and times are not option values, got {value!r}; quote it as a string")
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ():
+        _storable(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+    return value
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """``value`` converted to ``annotation``, or a ``ConfigError`` naming ``where``."""
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)
     if annotation is Any:
-        return value
+        return _storable(value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in arguments:
             return None

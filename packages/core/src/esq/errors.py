@@ -93,11 +93,13 @@ def error_line(error: BaseException) -> str:
     '/data/runs: permission denied; make it writable or choose another folder'
     """
     message = _worker_error(error) if isinstance(error, Exception) else None
+    notes = list(getattr(error, "__notes__", []))
     if isinstance(error, EsqError | RunInterrupted):
         message = message or str(error)
     elif isinstance(error, OSError) and (environment := _environment_message(error)):
         message = environment
     else:
-        message = f"unexpected {type(error).__name__}: {message or error} (run again with --debug for the traceback)"
-    notes = "; ".join(getattr(error, "__notes__", []))
+        message = f"unexpected {type(error).__name__}: {message or error}"
+        notes.insert(0, "run again with --debug for the traceback")
+    notes = "; ".join(notes)
     return " ".join((f"{message} ({notes})" if notes else message).split())

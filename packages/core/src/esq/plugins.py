@@ -14,6 +14,7 @@ A plugin the user asks for (``--plugin``, ``ESQ_PLUGINS``) must load: any failur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -32,7 +33,7 @@ from typing import Any
 import pluggy
 
 from esq import hookspecs
-from esq.errors import PluginError
+from esq.errors import PluginError, RunInterrupted
 from esq.names import did_you_mean
 from esq.specs import KINDS, Spec
 
@@ -103,11 +104,11 @@ class Plugins:
             before = set(cli.commands)
             try:
                 try:
-                    implementation.function(cli=cli)
-                except Exception as error:
+                    with contextlib.redirect_stdout(sys.stderr):
+                        implementation.function(cli=cli)
+                except BaseException as error:
                     raise PluginError(
-                        f"plugin {info.name!r} ({info.distribution}) failed in esq_commands(): "
-                        f"{type(error).__name__}: {error}"
+                        f"plugin {info.name!r} ({info.distribution}) failed in esq_commands(): {_fault(error)}"
                     ) from error
                 clashes = sorted(set(cli.commands) - before & set(reserved))
                 if clashes:
@@ -174,6 +175,16 @@ def _check_hook_names(manager: pluggy.PluginManager, plugin: object, info: Plugi
         ) from None
 
 
+def _fault(error: BaseException) -> str:
+    """What a plugin's code did instead of returning: ``sys.exit``, ``KeyboardInterrupt`` and
+    any other exception are its failure; a real signal (``RunInterrupted``) goes on up."""
+    if isinstance(error, RunInterrupted | GeneratorExit):
+        raise error
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
+
+
 def _collect_specs(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
     """Call each component hook ``plugin`` implements, once, and check what it returns."""
     for kind, (hook, spec_type) in KINDS.items():
@@ -182,9 +193,9 @@ def _collect_specs(manager: pluggy.PluginManager, plugin: object, info: PluginIn
                 continue
             try:
                 returned = list(implementation.function() or [])
-            except Exception as error:
+            except BaseException as error:
                 raise PluginError(
-                    f"plugin {info.name!r} ({info.distribution}) failed in {hook}(): {type(error).__name__}: {error}"
+                    f"plugin {info.name!r} ({info.distribution}) failed in {hook}(): {_fault(error)}"
                 ) from error
             for spec in returned:
                 if not isinstance(spec, spec_type):
@@ -260,8 +271,8 @@ def _import_requested(request: Request) -> tuple[object, PluginInfo]:
                 f"{request}: no module named {item!r}; give an importable module or a path to a .py file"
             ) from error
         raise PluginError(f"{request}: error importing plugin: {type(error).__name__}: {error}") from error
-    except Exception as error:
-        raise PluginError(f"{request}: error importing plugin: {type(error).__name__}: {error}") from error
+    except BaseException as error:
+        raise PluginError(f"{request}: error importing plugin: {_fault(error)}") from error
     return module, info
 
 
@@ -301,10 +312,9 @@ def _load_entry_point(
     try:
         try:
             plugin = entry_point.load()
-        except Exception as error:
+        except BaseException as error:
             raise PluginError(
-                f"plugin {info.name!r} ({info.distribution} {info.version}) failed to import: "
-                f"{type(error).__name__}: {error}"
+                f"plugin {info.name!r} ({info.distribution} {info.version}) failed to import: {_fault(error)}"
             ) from error
         admit(manager, plugin, info)
     except PluginError as error:
@@ -319,7 +329,11 @@ def load_plugins(requested: Sequence[str] = (), environ: Mapping[str, str] | Non
     block an installed plugin (by entry-point or distribution name). ``ESQ_PLUGINS`` in
     ``environ`` (default ``os.environ``) is read first, as a comma-separated list.
     """
-    environ = os.environ if environ is None else environ
+    with contextlib.redirect_stdout(sys.stderr):  # what plugins print must not spoil stdout (--json)
+        return _load(requested, os.environ if environ is None else environ)
+
+
+def _load(requested: Sequence[str], environ: Mapping[str, str]) -> Plugins:
     requests = requested_plugins(requested, environ)
     blocked = _blocked(requests)
     strict = _strict(environ)

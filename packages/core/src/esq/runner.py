@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 from esq.config import config_to_dict, write_config
 from esq.console import OnceFilter
 from esq.errors import ConfigError, DataError, PluginError, RunInterrupted, error_line
-from esq.files import to_json, write_atomic
+from esq.files import json_ready, to_json, write_atomic
 from esq.plugins import Plugins, core_version
 from esq.results import FAILED, Results, RunContext
 from esq.run_directories import RUN_LOG, hold, new_run_directory
@@ -38,6 +39,7 @@ from esq.specs import PipelineSpec
 
 log = logging.getLogger("esq.run")
 RUN_DIRECTORY_VARIABLE = "ESQ_RUN_DIRECTORY"
+INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -67,7 +69,7 @@ def worker_rank() -> int:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGINT and SIGTERM raise ``RunInterrupted`` while the block runs (in the main thread),
+    """SIGINT, SIGTERM and SIGHUP raise ``RunInterrupted`` while the block runs (in the main thread),
     so a run ends through its ``finally`` and ``except`` clauses, and the previous handlers
     come back after it. Lightning chains its own SIGTERM handler in front of this one."""
     if threading.current_thread() is not threading.main_thread():
@@ -85,7 +87,7 @@ def interruptible() -> Iterator[None]:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: signal.signal(number, interrupt) for number in INTERRUPTING}
     try:
         yield
     finally:
@@ -118,11 +120,33 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _json_problem(value: Any) -> str | None:
+    try:
+        json.dumps(json_ready(value), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        return str(error)
+    return None
+
+
 def _checked(spec: PipelineSpec, results: Any) -> Results:
+    """``results`` if it is what ``results.json`` and ``results.csv`` can hold, else a
+    ``PluginError`` naming the pipeline and the row, key or value at fault."""
+    owner = f"pipeline {spec.name!r} ({spec.distribution})"
     if not isinstance(results, Results):
-        raise PluginError(
-            f"pipeline {spec.name!r} ({spec.distribution}) returned {type(results).__name__}, expected esq.Results"
-        )
+        raise PluginError(f"{owner} returned {type(results).__name__}, expected esq.Results")
+    for field_name, rows in (("rows", results.rows), ("table", results.table)):
+        if field_name == "table" and rows is None:
+            continue
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise PluginError(f"{owner} returned Results.{field_name} that is not a list of dicts")
+        for index, row in enumerate(rows):
+            for key, value in row.items():
+                if not isinstance(key, str):
+                    raise PluginError(f"{owner}: Results.{field_name}[{index}] has key {key!r}; keys are strings")
+                if problem := _json_problem(value):
+                    raise PluginError(f"{owner}: Results.{field_name}[{index}][{key!r}] cannot be saved: {problem}")
+    if not isinstance(results.summary, dict) or (problem := _json_problem(results.summary)):
+        raise PluginError(f"{owner}: Results.summary cannot be saved: {problem or 'not a dict'}")
     if results.failed_rows:
         for row in results.rows:
             row.setdefault("status", "ok")
@@ -173,10 +197,19 @@ def run_pipeline(
                 returned = spec.run(
                     config, RunContext(directory, logging.getLogger(f"esq.{spec.name}"), plugins, show_progress)
                 )
-            except SystemExit as exit_call:
+            except KeyboardInterrupt:  # raised by code, not by a signal (those raise RunInterrupted)
+                raise RunInterrupted(signal.SIGINT) from None
+            except (Exception, RunInterrupted):
+                raise
+            except BaseException as escape:  # sys.exit, or a BaseException of the plugin's own
+                how = (
+                    f"called sys.exit({escape.code!r})"
+                    if isinstance(escape, SystemExit)
+                    else f"raised {type(escape).__name__} (a BaseException): {escape}"
+                )
                 raise PluginError(
-                    f"pipeline {spec.name!r} ({spec.distribution}) called sys.exit({exit_call.code!r}) instead of "
-                    "returning esq.Results or raising an error"
+                    f"pipeline {spec.name!r} ({spec.distribution}) {how} instead of returning esq.Results or raising "
+                    "an error"
                 ) from None
             results = _checked(spec, returned)
             error, status = _outcome_error(spec, results), results.status
