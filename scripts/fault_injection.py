@@ -142,18 +142,9 @@ def cache_entries_complete(workdir: Path) -> list[str]:
 
 
 CACHE_BUILD = [
-    "cache",
-    "build",
-    "--backbone",
-    "tiny_cnn",
-    "--images",
-    "synthetic",
-    "--n-reference",
-    "70",
-    "--n-evaluation",
-    "8",
-    "--mode",
-    "quick",
+    *("cache", "build", "--backbone", "tiny_cnn", "--images", "synthetic", "--mode", "quick"),
+    *("--n-reference", "70", "--n-evaluation", "8", "--set", "image_size=64"),
+    *("--set", 'degradations={blur={type="gaussian_blur", levels=[1.0, 2.0]}}'),
 ]
 
 SCENARIOS = [
@@ -261,7 +252,7 @@ def main() -> None:
     extra = {
         "SIGTERM mid-epoch, then --resume": lambda: sigterm_then_resume(root),
         "two concurrent cache builds": lambda: concurrent_cache(root, CACHE_BUILD),
-        "cache rm --all during a build": lambda: concurrent_cache(root, ["cache", "rm", "--all", "--yes"]),
+        "cache rm --all during a build": lambda: concurrent_cache(root, ["cache", "rm", "--all"]),
     }
     for name, case in extra.items():
         if arguments.only and name not in arguments.only:
