@@ -5,6 +5,8 @@ when one checkpoint or one metric cannot be (``failed`` rows, exit code 3)."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -53,6 +55,8 @@ def bad_files(folder: Path) -> dict[str, Path]:
     }
     torch.save({"features": torch.from_numpy(good()).to(torch.complex64)}, folder / "complex.pt")
     files["complex_pt"] = folder / "complex.pt"
+    files["pickle_pt"] = folder / "pickle.pt"  # a plain pickle: torch.load(weights_only) refuses it at length
+    files["pickle_pt"].write_bytes(pickle.dumps(good(), protocol=4))
     return files
 
 
@@ -63,6 +67,9 @@ RESULTS = {
     "no_models": {},
     "models_without_metrics": {"vq": {}},
     "a_list": [1, 2],
+    "an_integer_no_float_holds": {"vq": {"cka": 10**400}},
+    "only_null_values": {"vq": {"cka": None, "rsa": None}},
+    "nested_too_deeply": "[" * 100_000 + "]" * 100_000,  # written as it is
 }
 
 PAIR = ["--features-a", "{b}", "--features-b", "{b}"]
@@ -71,6 +78,7 @@ CASES = [
     ("complex", ["--features-a", "{complex}", "--features-b", "{b}"], "complex.npy"),
     ("complex_pt", ["--features-a", "{b}", "--features-b", "{complex_pt}"], "complex.pt"),
     ("ragged", ["--features-a", "{ragged}", "--features-b", "{b}"], "ragged.npy"),
+    ("pickle_pt", ["--features-a", "{b}", "--features-b", "{pickle_pt}"], "pickle.pt: not a tensor file"),
     ("nan", ["--features-a", "{b}", "--features-b", "{nan}"], "features_b"),
     ("fewer_rows", ["--features-a", "{b}", "--features-b", "{fewer_rows}"], "fewer.npy"),
     ("one_dimensional", ["--features-a", "{one_dimensional}", "--features-b", "{b}"], "flat.npy"),
@@ -89,7 +97,7 @@ def test_a_mistake_is_one_line_naming_it_and_leaves_no_run_directory(tmp_path, c
     files = bad_files(tmp_path)
     for name, document in RESULTS.items():
         files[f"results_{name}"] = tmp_path / f"results_{name}.json"
-        files[f"results_{name}"].write_text(json.dumps(document))
+        files[f"results_{name}"].write_text(document if isinstance(document, str) else json.dumps(document))
     arguments = [argument.format(**files) for argument in arguments]
     result = esq(tmp_path, "run", "similarity", *arguments, "--metrics", "mean_distance")
     if named is None:  # a legitimate, odd name: it stays inside the run directory
@@ -165,3 +173,43 @@ def test_checkpoints_whose_stems_are_the_same_get_distinct_names_in_every_row(tm
     assert sorted(Path(facts["checkpoint"]).name for facts in models.values()) == sorted(
         ["model.ckpt", "model.pth", "model.pth.ckpt"]
     )
+
+
+def test_a_sparse_tensor_file_is_read_as_its_dense_values(tmp_path):
+    dense = torch.from_numpy(good())
+    torch.save(dense.to_sparse(), tmp_path / "sparse.pt")
+    b = write_npy(tmp_path / "b.npy", good())
+    options = ["--features-a", str(b), "--features-b", str(tmp_path / "sparse.pt"), "--metrics", "mean_distance"]
+    result = esq(tmp_path, "run", "similarity", *options, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("\n") == 1 and "Warning" not in result.stderr, result.stderr  # the run directory
+    assert json.loads(result.stdout)[0]["value"] == pytest.approx(0.0)
+
+
+def test_a_checkpoint_whose_file_name_is_not_utf8_is_scored_under_a_printable_name(tmp_path, checkpoint):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(checkpoint, os.fsdecode(bytes(folder) + b"/caf\xe9.ckpt"))
+    result = esq(
+        tmp_path, "run", "similarity", "--checkpoints-dir", str(folder), "--metrics", "mean_distance", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert [row["model"] for row in json.loads(result.stdout)] == ["caf\\xe9"]
+    assert "Logging error" not in result.stderr and "unexpected" not in result.stderr, result.stderr
+    (run,) = run_directories(tmp_path)
+    assert (run / "metrics.png").is_file()
+
+
+def test_a_checkpoint_whose_data_is_not_here_names_the_checkpoint_and_the_override(tmp_path, checkpoint):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved["hyper_parameters"]["data"]["dataset"] = "gone"
+    torch.save(saved, folder / "moved.ckpt")
+    shutil.copy(checkpoint, folder / "good.ckpt")
+    result = esq(
+        tmp_path, "run", "similarity", "--checkpoints-dir", str(folder), "--metrics", "mean_distance", "--json"
+    )
+    assert result.exit_code == 3, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert "moved.ckpt" in rows["moved"]["error"] and "--dataset" in rows["moved"]["error"], rows["moved"]["error"]

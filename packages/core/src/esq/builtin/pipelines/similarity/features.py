@@ -12,6 +12,9 @@ From files: ``.npy``, ``.pt``/``.pth`` (a tensor, or a dict holding exactly one)
 
 from __future__ import annotations
 
+import os
+import pickle
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -47,12 +50,22 @@ def model_names(paths: list[Path]) -> dict[Path, str]:
         name = path.stem
         if name in ("last", "best") and path.parent.name == "checkpoints":
             name = f"{path.parent.parent.name}-{name}"
-        stems[path] = name
+        stems[path] = printable(name)
     counts = Counter(stems.values())
     names = {path: name if counts[name] == 1 else f"{name}{path.suffix}" for path, name in stems.items()}
     if len(set(names.values())) != len(names):  # "a.pth" + ".ckpt" against "a" + ".pth": the file names
-        names = {path: path.name for path in paths}
+        names = {path: printable(path.name) for path in paths}
     return names
+
+
+def printable(name: str) -> str:
+    """``name`` with the bytes of a file name that is not UTF-8 (``os.fsdecode``'s surrogates) as
+    ``\\xff``, so that logs, tables and charts can show it.
+
+    >>> printable("bad\\udcffname")
+    'bad\\\\xffname'
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def feature_file(path: str | Path, option: str) -> Path:
@@ -84,7 +97,9 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
         else:
             import torch
 
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's own notes (pickle protocol, sparse checks) are not ours
+                warnings.simplefilter("ignore")
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(loaded, dict):
                 tensors = [value for value in loaded.values() if torch.is_tensor(value)]
                 if len(tensors) != 1:
@@ -93,9 +108,16 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
             if not torch.is_tensor(loaded):
                 raise DataError(f"{option} {path}: holds a {type(loaded).__name__}, not a tensor")
             loaded = loaded.detach().cpu()
+            if loaded.layout != torch.strided:  # a sparse tensor: its values, in place
+                loaded = loaded.to_dense()
             array = loaded.numpy() if loaded.is_complex() else loaded.float().numpy()  # as_matrix refuses complex
     except DataError:
         raise
+    except pickle.UnpicklingError:
+        raise DataError(
+            f"{option} {path}: not a tensor file torch.load can read safely (weights_only); "
+            "save the features with torch.save(tensor, path) or numpy.save"
+        ) from None
     except Exception as error:
         raise DataError(f"{option} {path}: cannot read it ({type(error).__name__}: {error})") from None
     if getattr(array, "ndim", None) != 2:

@@ -131,23 +131,27 @@ def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
         facts = {"features_a": config.features_a, "features_b": config.features_b}
         yield "features", facts, lambda: (*read_pair(config.features_a, config.features_b), {})
         return
-    from esq.builtin.pipelines.similarity.features import checkpoint_files, model_names
+    from esq.builtin.pipelines.similarity.features import checkpoint_files, model_names, printable
 
     for path, name in model_names(checkpoint_files(config.checkpoints_dir)).items():
-        yield name, {"checkpoint": str(path)}, functools.partial(_checkpoint_pair, config, context, path, name)
+        facts = {"checkpoint": printable(str(path))}
+        yield name, facts, functools.partial(_checkpoint_pair, config, context, path, name)
 
 
 def _checkpoint_pair(config: SimilarityConfig, context: RunContext, path: Any, name: str) -> Any:
     """Original and quantized features of one checkpoint, and what it is."""
     from esq.builtin.checkpoints import load_checkpoint
-    from esq.builtin.pipelines.similarity.features import checkpoint_features
+    from esq.builtin.pipelines.similarity.features import checkpoint_features, printable
 
     expected = {"backbone": config.backbone} if config.backbone else {}
     model = load_checkpoint(path, context.plugins, **expected).to(config.device)
     settings = {key: value for key, value in model.hparams["data"].items() if key != "split"}
     moved = (("dataset", config.dataset), ("data_path", config.data_dir))
     settings.update({key: value for key, value in moved if value})
-    dataset = _split(settings, config.split)
+    try:
+        dataset = _split(settings, config.split)
+    except (ConfigError, DataError) as error:  # the data it was trained on is not here: which checkpoint
+        raise type(error)(f"{printable(str(path))}: its data ({_data_options(settings)}): {error}") from None
     context.log.info(
         "%s: %s + %s on %d %s images",
         name,
@@ -173,6 +177,13 @@ def _checkpoint_pair(config: SimilarityConfig, context: RunContext, path: Any, n
     return x, y, facts
 
 
+def _data_options(settings: dict[str, Any]) -> str:
+    """``dataset=synthetic, data_path=...``: where a checkpoint's data was, for an error line; the
+    fix is ``--dataset`` / ``--data-dir``."""
+    shown = ", ".join(f"{key}={settings[key]!r}" for key in ("dataset", "data_path") if key in settings)
+    return f"{shown}; --dataset, --data-dir override it"
+
+
 def read_results(path: str) -> dict[str, dict[str, float]]:
     """A previous ``similarity.json`` (``{model: {metric: value}}``, values real numbers or
     ``null``), or a ``DataError`` naming the file and what is wrong in it."""
@@ -183,19 +194,29 @@ def read_results(path: str) -> dict[str, dict[str, float]]:
 
     feature_file(path, "results")
     try:
-        document = json.loads(open(path, encoding="utf-8").read())
+        document = json.loads(open(path, encoding="utf-8-sig").read())
     except (OSError, ValueError) as error:
         raise DataError(f"results {path}: cannot read it as JSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"results {path}: nested too deeply to be a similarity.json") from None
     expected = f"results {path}: expected {{model: {{metric: value}}}}, as similarity.json holds"
-    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
-        raise DataError(expected)
-    if not document or not any(document.values()):
-        raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
+    if not isinstance(document, dict):
+        raise DataError(f"{expected}; it holds a {type(document).__name__}")
+    for model, values in document.items():
+        if not isinstance(values, dict):
+            raise DataError(f"{expected}; {model[:40]} is {json.dumps(values)[:40]}, not {{metric: value}}")
     for model, values in document.items():
         for metric, value in values.items():
             number = isinstance(value, int | float) and not isinstance(value, bool)
+            try:
+                value = float(value) if number else value  # an integer too large for a float: not a number
+            except OverflowError:
+                number = False
             if value is not None and not (number and math.isfinite(value)):
                 raise DataError(f"{expected}; {model}.{metric} is {json.dumps(value)[:40]}, not a number")
+            values[metric] = value
+    if not any(value is not None for values in document.values() for value in values.values()):
+        raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
     return document
 
 

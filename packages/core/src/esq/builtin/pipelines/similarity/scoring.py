@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,35 +48,45 @@ def plot_metrics(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
     models = list(dict.fromkeys(row["model"] for row in rows))
     columns = min(len(metrics), 3)
     lines = math.ceil(len(metrics) / columns)
-    width = max(4.0, 0.6 * len(models) + 1.5)
-    figure, axes = plt.subplots(
-        lines, columns, figsize=(width * columns, 3.4 * lines), squeeze=False, layout="constrained"
-    )
-    colours = matplotlib.colormaps["tab10"]
-    for axis, metric in zip(axes.flat, metrics, strict=False):
-        chosen = {row["model"]: row for row in rows if row["metric"] == metric}
-        values = [chosen[model]["value"] if model in chosen else np.nan for model in models]
-        errors = None
-        if all(chosen.get(model, {}).get("ci_low") is not None for model in models):
-            errors = np.array(
-                [
-                    [v - chosen[m]["ci_low"] for m, v in zip(models, values, strict=True)],
-                    [chosen[m]["ci_high"] - v for m, v in zip(models, values, strict=True)],
-                ]
-            ).clip(min=0)
-        axis.bar(
-            range(len(models)), values, yerr=errors, capsize=3, color=[colours(i % 10) for i in range(len(models))]
+    with warnings.catch_warnings():  # matplotlib's notes on odd names (a missing glyph, a long label)
+        warnings.simplefilter("ignore")
+        width = max(4.0, 0.6 * len(models) + 1.5)
+        figure, axes = plt.subplots(
+            lines, columns, figsize=(width * columns, 3.4 * lines), squeeze=False, layout="constrained"
         )
-        axis.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
-        axis.set_title(metric, fontsize=10)
-        axis.grid(axis="y", alpha=0.3)
-        for position, value in enumerate(values):
-            if math.isfinite(value):
-                axis.annotate(f"{value:.3f}", (position, value), ha="center", va="bottom", fontsize=7)
-    for axis in list(axes.flat)[len(metrics) :]:
-        axis.set_visible(False)
-    figure.suptitle(title, fontsize=11)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
+        colours = matplotlib.colormaps["tab10"]
+        for axis, metric in zip(axes.flat, metrics, strict=False):
+            chosen = {row["model"]: row for row in rows if row["metric"] == metric}
+            values = [chosen[model]["value"] if model in chosen else np.nan for model in models]
+            errors = None
+            if all(chosen.get(model, {}).get("ci_low") is not None for model in models):
+                errors = np.array(
+                    [
+                        [v - chosen[m]["ci_low"] for m, v in zip(models, values, strict=True)],
+                        [chosen[m]["ci_high"] - v for m, v in zip(models, values, strict=True)],
+                    ]
+                ).clip(min=0)
+            axis.bar(
+                range(len(models)), values, yerr=errors, capsize=3, color=[colours(i % 10) for i in range(len(models))]
+            )
+            axis.set_xticks(
+                range(len(models)), [_label(model) for model in models], rotation=30, ha="right", fontsize=8
+            )
+            axis.set_title(_label(metric), fontsize=10)
+            axis.grid(axis="y", alpha=0.3)
+            for position, value in enumerate(values):
+                if math.isfinite(value):
+                    axis.annotate(f"{value:.3f}", (position, value), ha="center", va="bottom", fontsize=7)
+        for axis in list(axes.flat)[len(metrics) :]:
+            axis.set_visible(False)
+        figure.suptitle(_label(title, 120), fontsize=11)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+        plt.close(figure)
     return write_atomic(path, buffer.getvalue())
+
+
+def _label(text: str, longest: int = 40) -> str:
+    """``text`` as a chart can draw it: a lone surrogate escaped, at most ``longest`` characters."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= longest else text[: longest - 1] + "…"
