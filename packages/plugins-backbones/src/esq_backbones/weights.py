@@ -3,13 +3,15 @@
 ``weights`` is ``"none"`` (random init, under the caller's seed), ``"default"`` (the library's
 pretrained file, looked up in the local cache torchvision, timm and Hugging Face use; never
 downloaded) or a path to a ``.pth``/``.pt``/``.safetensors`` file. Files load with
-``weights_only=True``; a file for another architecture is reported with its missing, unexpected
-and mis-shaped keys.
+``weights_only=True``, after a zip-format ``torch.save`` file's CRC-32 checksums are verified
+(about 0.3 s a GiB; a legacy non-zip file has none to verify); a file for another architecture is
+reported with its missing, unexpected and mis-shaped keys.
 """
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,34 @@ def huggingface_file(repo: str, filename: str, hub_name: str) -> PretrainedFile:
     )
 
 
+def verify_file(path: Path, backbone: str) -> None:
+    """Refuse a zip-format torch file whose members do not match their CRC-32, or whose archive is
+    cut short; a legacy non-zip file carries no checksum and passes unchecked."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+        raise CheckpointError(
+            f"{backbone}: weights file {path} is a damaged torch archive ({error}); copy the file again"
+        ) from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{backbone}: weights file {path} is damaged: the checksum (CRC-32) of its member {damaged} does not "
+            "match its bytes (flipped bits or a bad copy); copy the file again"
+        )
+
+
+def refused_global(error: BaseException) -> str | None:
+    """The pickled global torch's ``weights_only=True`` unpickler refused (``builtins.print``), if
+    that is what ``error`` says."""
+    for line in str(error).splitlines():
+        if "Unsupported global: GLOBAL " in line:
+            return line.split("Unsupported global: GLOBAL ", 1)[1].split(" ", 1)[0]
+    return None
+
+
 def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``torch.save`` file (``weights_only=True``), unwrapped
     from a ``state_dict``/``model`` entry and a DataParallel ``module.`` prefix."""
@@ -80,6 +110,8 @@ def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{backbone}: weights file {path} does not exist; pass an existing file, 'default' or 'none'"
         )
+    if path.suffix != ".safetensors":
+        verify_file(path, backbone)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -87,20 +119,26 @@ def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
     except pickle.UnpicklingError as error:
-        if "allowed global" not in str(error) and "Unsupported global" not in str(error):
+        name = refused_global(error)
+        if name is not None:
             raise CheckpointError(
-                f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it"
-            ) from error
+                f"{backbone}: weights file {path} holds a pickled Python object (GLOBAL {name}), and esq loads only "
+                "tensors (torch.load weights_only=True) so that no file runs code; save model.state_dict() instead"
+            ) from None
+        after = str(error).split("WeightsUnpickler error:", 1)[-1]
+        detail = next((line.strip().rstrip(".") for line in after.splitlines() if line.strip()), "")
         raise CheckpointError(
-            f"{backbone}: weights file {path} holds objects other than tensors, which loading with "
-            "weights_only=True refuses; save model.state_dict() instead of the model"
-        ) from error
+            f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it"
+            + (f" (torch's safe unpickler: {detail})" if "WeightsUnpickler error:" in str(error) and detail else "")
+        ) from None
     except Exception as error:  # any reader failure means an unreadable file
         raise CheckpointError(
             f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it "
             f"({type(error).__name__})"
-        ) from error
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -1,6 +1,7 @@
 """``esq.load_checkpoint(path)``: a trained model back from its file, with no other input.
 
-Two layouts are read, both with ``torch.load(weights_only=True)``:
+Two layouts are read, both with ``torch.load(weights_only=True)`` after the file's checksums are
+verified (``esq.builtin.training.checkpoint_state.verify_file``; a legacy non-zip file has none):
 
 - esq's Lightning checkpoints (``last.ckpt``, ``best.ckpt``): ``hyper_parameters`` name the
   backbone and its options, the quantizer and its options, the classes, the loss and the data
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from esq import CheckpointError, load_plugins
-from esq.builtin.training.checkpoint_state import LIGHTNING_KEYS, check_matches, module_from_state, read_checkpoint
+from esq.builtin.training.checkpoint_state import (
+    LIGHTNING_KEYS,
+    check_matches,
+    checked_hparams,
+    checked_state,
+    module_from_state,
+    read_checkpoint,
+)
 from esq.builtin.training.module import SegmentationModule
 
 
@@ -28,9 +36,9 @@ def load_checkpoint(path: str | Path, plugins: Any = None, **expected: Any) -> S
     plugins = plugins if plugins is not None else load_plugins()
     checkpoint = read_checkpoint(path)
     if all(key in checkpoint for key in LIGHTNING_KEYS):
-        hparams = dict(checkpoint["hyper_parameters"])
+        hparams = checked_hparams(path, checkpoint["hyper_parameters"])
         check_matches(path, hparams, expected)
-        return module_from_state(path, hparams, checkpoint["state_dict"], plugins)
+        return module_from_state(path, hparams, checked_state(path, "state_dict", checkpoint["state_dict"]), plugins)
     from esq.builtin.compat import LEGACY_KEYS, module_from_legacy
 
     if "backbone_state_dict" in checkpoint:

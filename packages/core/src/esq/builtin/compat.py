@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from esq import CheckpointError, ConfigError
+from esq import CheckpointError, ConfigError, EsqError
 from esq.builtin.training import NO_QUANTIZER
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def module_from_legacy(
     quantizer_options: dict[str, Any] | None = None,
 ) -> SegmentationModule:
     """The previous tool's ``.pth`` as a ``SegmentationModule`` in eval mode."""
-    from esq.builtin.training.checkpoint_state import check_matches, module_from_state
+    from esq.builtin.training.checkpoint_state import check_matches, checked_state, module_from_state
     from esq.builtin.training.module import SegmentationModule
 
     path = Path(path)
@@ -156,9 +156,26 @@ def module_from_legacy(
             f"{path}: a raw .pth checkpoint without {', '.join(missing)}; found keys {', '.join(sorted(checkpoint))}"
         )
     method = checkpoint["method"]
+    if method is not None and not isinstance(method, str):
+        raise CheckpointError(f"{path}: its method is {method!r}, expected a quantizer name such as 'vq' or 'baseline'")
     found_quantizer = NO_QUANTIZER if method in NO_QUANTIZER_METHODS else str(method)
-    network = _strip(checkpoint["backbone_state_dict"])
-    head = _strip(checkpoint["classifier_state_dict"])
+    for side in ("encoder", "decoder"):
+        declared, key = checkpoint.get(f"has_{side}_adapter", False), f"{side}_adapter_state_dict"
+        if not isinstance(declared, bool):
+            raise CheckpointError(f"{path}: has_{side}_adapter is {declared!r}, expected true or false")
+        if declared and not checkpoint.get(key):
+            raise CheckpointError(
+                f"{path}: has_{side}_adapter is true but {key} is {'missing' if key not in checkpoint else 'empty'}; "
+                "the file is incomplete: use a complete copy"
+            )
+    if found_quantizer != NO_QUANTIZER and not checkpoint.get("quantizer_state_dict"):
+        raise CheckpointError(
+            f"{path}: its method is {method!r} but quantizer_state_dict is "
+            f"{'missing' if 'quantizer_state_dict' not in checkpoint else 'empty'}; the file is incomplete: "
+            "use a complete copy"
+        )
+    network = _strip(checked_state(path, "backbone_state_dict", checkpoint["backbone_state_dict"]))
+    head = _strip(checked_state(path, "classifier_state_dict", checkpoint["classifier_state_dict"]))
     weights = [value for value in head.values() if value.ndim == 4]
     if not weights:
         raise CheckpointError(f"{path}: classifier_state_dict holds no convolution weights; is it a segmentation head?")
@@ -169,7 +186,7 @@ def module_from_legacy(
         {"quantizer": quantizer, "num_classes": num_classes},
     )
     name = backbone or _find_backbone(path, network, classes, plugins.registry("backbones"))
-    quantizer_state = _strip(checkpoint.get("quantizer_state_dict") or {})
+    quantizer_state = _strip(checked_state(path, "quantizer_state_dict", checkpoint.get("quantizer_state_dict") or {}))
     options = {}
     if found_quantizer != NO_QUANTIZER:
         options = {**_quantizer_options(found_quantizer, quantizer_state), **(quantizer_options or {})}
@@ -182,15 +199,17 @@ def module_from_legacy(
         "encoder_adapter": bool(checkpoint.get("has_encoder_adapter", False)),
         "decoder_adapter": bool(checkpoint.get("has_decoder_adapter", False)),
     }
-    module = SegmentationModule(**hparams, pretrained=False, plugins=plugins)
+    try:
+        module = SegmentationModule(**hparams, pretrained=False, plugins=plugins)
+    except EsqError as error:
+        raise CheckpointError(f"{path}: what it holds does not build a model here: {error}") from None
     state = {f"model.backbone.network.{key}": value for key, value in network.items()}
     state.update({f"model.backbone.head.{key}": value for key, value in head.items()})
     state.update({f"model.quantizer.{key}": value for key, value in quantizer_state.items()})
     for side in ("encoder", "decoder"):
         adapter = getattr(module.model, f"{side}_adapter")
         if adapter is not None:
-            adapted = _adapter_state(
-                path, f"{side}_adapter_state_dict", checkpoint[f"{side}_adapter_state_dict"], adapter
-            )
+            name = f"{side}_adapter_state_dict"
+            adapted = _adapter_state(path, name, checked_state(path, name, checkpoint[name]), adapter)
             state.update({f"model.{side}_adapter.{key}": value for key, value in adapted.items()})
     return module_from_state(path, dict(module.hparams), state, plugins, module)

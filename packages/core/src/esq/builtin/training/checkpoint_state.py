@@ -1,33 +1,162 @@
 """Reading a checkpoint file and fitting its weights into a ``SegmentationModule``: what esq's
-own ``.ckpt`` files and the previous tools' ``.pth`` files (``esq.builtin.compat``) share."""
+own ``.ckpt`` files and the previous tools' ``.pth`` files (``esq.builtin.compat``) share.
+
+Every file is verified before use: a zip-format file (what ``torch.save`` writes since PyTorch
+1.6, Lightning's ``.ckpt`` included) has a CRC-32 per member, and each is checked (about 0.3 s a
+GiB), so flipped bytes or a truncated copy are refused with the file's name instead of loading
+different numbers. A legacy (pre-1.6, non-zip) file carries no checksum and cannot be verified.
+"""
 
 from __future__ import annotations
 
+import inspect
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from esq import CheckpointError
+from esq import CheckpointError, EsqError
 from esq.builtin.training import NO_QUANTIZER
 from esq.builtin.training.module import SegmentationModule
 
 LIGHTNING_KEYS = ("hyper_parameters", "state_dict")
+# what a hyper-parameter must be, by name (the rest of SegmentationModule's are plain numbers/strings)
+HPARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "backbone": (str,),
+    "num_classes": (int,),
+    "backbone_options": (dict,),
+    "quantizer": (str,),
+    "quantizer_options": (dict,),
+    "encoder_adapter": (bool,),
+    "decoder_adapter": (bool,),
+    "loss": (str,),
+    "loss_options": (dict,),
+    "lr": (int, float),
+    "vq_loss_weight": (int, float),
+    "ignore_index": (int,),
+    "class_names": (list, tuple),
+    "data": (dict,),
+}
+REQUIRED_HPARAMS = ("backbone", "num_classes")
+
+
+def verify_file(path: str | Path) -> None:
+    """Refuse a zip-format torch file whose members do not match their CRC-32 (or whose archive
+    is cut short); a legacy non-zip file has no checksum and passes unchecked."""
+    path = Path(path)
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: a damaged torch archive ({error}); copy the file again or use another checkpoint"
+        ) from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path}: damaged: the checksum (CRC-32) of its member {damaged} does not match its bytes "
+            "(flipped bits or a bad copy); copy the file again or use another checkpoint"
+        )
+
+
+def unpickling_reason(error: BaseException) -> str:
+    """What torch's ``weights_only=True`` unpickler refused, in one line: for a pickled object,
+    its global's name (``GLOBAL builtins.print``) and that only tensors load."""
+    text = str(error)
+    marker = "WeightsUnpickler error: "
+    if marker in text:
+        after = text.split(marker, 1)[1].splitlines()
+        detail = next((line.strip() for line in after if line.strip()), "unknown")
+        if detail.startswith("Unsupported global: GLOBAL "):
+            name = detail.removeprefix("Unsupported global: GLOBAL ").split(" ", 1)[0]
+            return (
+                f"it holds a pickled Python object (GLOBAL {name}), and esq loads only tensors and plain values "
+                "(torch.load weights_only=True) so that no file runs code; save a state_dict of tensors instead"
+            )
+        return f"torch's safe unpickler refused it ({detail.rstrip('.')}); esq loads only tensors and plain values"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's top-level dict, or a ``CheckpointError`` naming the file and the problem."""
+    """The checkpoint's top-level dict, or a ``CheckpointError`` naming the file and the problem.
+    The file's checksums are verified first (``verify_file``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    verify_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt or truncated?): {reason}") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (corrupt, truncated or unsafe): {unpickling_reason(error)}"
+        ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict of checkpoint entries, found {type(checkpoint).__name__}")
     return checkpoint
+
+
+def module_parameters() -> tuple[str, ...]:
+    """The hyper-parameters a ``SegmentationModule`` takes (and its checkpoints record)."""
+    ignored = ("self", "pretrained", "plugins")
+    return tuple(name for name in inspect.signature(SegmentationModule.__init__).parameters if name not in ignored)
+
+
+def checked_hparams(path: str | Path, hparams: Any) -> dict[str, Any]:
+    """A Lightning checkpoint's ``hyper_parameters`` as a dict ``SegmentationModule`` takes, or a
+    ``CheckpointError`` naming the file and the entry that is wrong."""
+    if not isinstance(hparams, Mapping):
+        raise CheckpointError(
+            f"{path}: its hyper_parameters are a {type(hparams).__name__}, not a table of settings; "
+            "it was not written by esq run squeeze/baseline: use a checkpoint of such a run"
+        )
+    hparams = dict(hparams)
+    known = module_parameters()
+    unknown = sorted(str(key) for key in hparams if key not in known)
+    if unknown:
+        raise CheckpointError(
+            f"{path}: unknown hyper-parameter(s) {', '.join(unknown)} (a newer esq's or another program's "
+            f"checkpoint?); this esq reads {', '.join(known)}"
+        )
+    missing = [key for key in REQUIRED_HPARAMS if key not in hparams]
+    if missing:
+        raise CheckpointError(f"{path}: its hyper_parameters lack {', '.join(missing)}, which name the model")
+    for key, types in HPARAM_TYPES.items():
+        value = hparams.get(key)
+        refused = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if value is not None and refused:
+            wanted = " or ".join(kind.__name__ for kind in types)
+            raise CheckpointError(
+                f"{path}: hyper-parameter {key} is {value!r} ({type(value).__name__}), expected a {wanted}"
+            )
+    return hparams
+
+
+def checked_state(path: str | Path, name: str, state: Any) -> dict[str, torch.Tensor]:
+    """``state`` if it is a dict of tensors, else a ``CheckpointError`` naming the entry."""
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(value) for value in state.values()):
+        kind = type(state).__name__ if not isinstance(state, Mapping) else "dict holding non-tensors"
+        raise CheckpointError(f"{path}: its {name} is a {kind}, expected a dict of tensors")
+    return dict(state)
+
+
+def training_progress(checkpoint: dict[str, Any]) -> tuple[int, int, bool]:
+    """``(epochs done, global step, stopped mid-epoch)`` of a Lightning checkpoint: what
+    ``--resume`` goes on from. An epoch is done once its training batches are (Lightning counts it
+    "processed" before its end-of-epoch hooks, where ``last.ckpt`` is written)."""
+    try:
+        epochs = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]
+        done, started = int(epochs["processed"]), int(epochs["started"])
+    except (KeyError, TypeError, ValueError):
+        epoch = checkpoint.get("epoch")
+        done, started = (epoch + 1 if isinstance(epoch, int) else 0), 0
+    step = checkpoint.get("global_step", 0)
+    return done, int(step) if isinstance(step, int) else 0, started > done
 
 
 def describe(hparams: dict[str, Any]) -> str:
@@ -55,7 +184,11 @@ def module_from_state(
 ) -> SegmentationModule:
     """``module`` (default: a ``SegmentationModule`` built from ``hparams`` with random weights)
     with ``state`` loaded, in eval mode."""
-    module = module if module is not None else SegmentationModule(**hparams, pretrained=False, plugins=plugins)
+    if module is None:
+        try:
+            module = SegmentationModule(**hparams, pretrained=False, plugins=plugins)
+        except EsqError as error:
+            raise CheckpointError(f"{path}: its hyper_parameters do not build a model here: {error}") from None
     wanted = module.state_dict()
     missing = sorted(set(wanted) - set(state))
     unexpected = sorted(set(state) - set(wanted))
