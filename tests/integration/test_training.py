@@ -22,6 +22,8 @@ from esq.cli.main import make_cli
 from esq.errors import CheckpointError
 
 SMALL = ["--synthetic-size", "30", "--image-size", "32", "--batch-size", "8", "--lr", "1e-3", "--epochs", "1"]
+# for a folder dataset, which synthetic_size would not apply to
+FILES_SMALL = SMALL[2:]
 
 
 def esq_run(tmp_path: Path, pipeline: str, *options: str, expect: int = 0):
@@ -240,7 +242,9 @@ def write_folder(root: Path, bad_label: int | None = None) -> Path:
 )
 def test_bad_input_is_one_line(tmp_path, options, message):
     data = write_folder(tmp_path / "data", bad_label=7)
-    arguments = [*SMALL, "--data-path", str(data), *options]
+    arguments = [*SMALL, *options]
+    if "folder" in options:
+        arguments = [*FILES_SMALL, *options, "--data-path", str(data)]
     result, _ = esq_run(tmp_path, "squeeze", *arguments, expect=1)
     assert result.output.startswith("Error: ") and message in result.output
     assert result.output.count("\n") == 1, result.output
@@ -249,7 +253,7 @@ def test_bad_input_is_one_line(tmp_path, options, message):
 def test_a_folder_dataset_trains(tmp_path):
     data = write_folder(tmp_path / "data")
     result, run = esq_run(
-        tmp_path, "baseline", *SMALL, "--dataset", "folder", "--data-path", str(data), "--num-classes", "2"
+        tmp_path, "baseline", *FILES_SMALL, "--dataset", "folder", "--data-path", str(data), "--num-classes", "2"
     )
     assert json.loads(result.stdout)[0]["mean_iou"] >= 0.0
     assert load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["data"]["data_path"] == str(data)
@@ -277,7 +281,7 @@ REFUSED_BEFORE_THE_RUN = [
     ),
     (["squeeze", "--quantizer", "vq", "--quantizer-options", "{decay = 2.0}"], "quantizer: vq: decay"),
     (["squeeze", "--quantizer", "vqq"], "unknown quantizer 'vqq' (did you mean 'vq'"),
-    (["baseline", "--model", "resnet50"], "model: backbone 'resnet50' extracts features but has no segmentation head"),
+    (["baseline", "--model", "resnet50"], "model: backbone 'resnet50' is not a segmentation backbone"),
     (["baseline", "--backbone-options", "{widht = 3}"], "model: backbone 'tiny_cnn' has no option 'widht'"),
     (["baseline", "--model", "deeplab", "--backbone-options", "{weights = 'default'}"], "which is missing; download"),
     (["baseline", "--model", "tiny_cnn", "--backbone-options", "{weights = 'nowhere.pt'}"], "nowhere.pt"),

@@ -8,6 +8,7 @@ import importlib.util
 from typing import Any
 
 from esq import ConfigError
+from esq.builtin.training import require_segmentation_backbone
 
 # the width a quantizer is checked with: any width builds the same checks
 CHECK_INPUT_DIM = 16
@@ -23,19 +24,20 @@ def _where(where: str, check: Any, *args: Any, **options: Any) -> None:
 
 def check_segmentation_backbone(backbones: Any, name: str, options: dict[str, Any], where: str) -> None:
     """``name`` is an installed segmentation backbone (one with a trainable head) that takes ``options``."""
-    spec = backbones.spec(name)
-    if spec.task != "segmentation":
-        segmentation = [s.name for s in backbones.specs() if s.task == "segmentation"]
-        raise ConfigError(
-            f"{where}: backbone {name!r} extracts features but has no segmentation head; "
-            f"segmentation backbones: {', '.join(segmentation) or 'none installed'}"
-        )
+    require_segmentation_backbone(backbones, name, where)
     _where(where, backbones.check, name, **{"num_classes": 2, **options})
 
 
 def check_quantizer(quantizers: Any, name: str, options: dict[str, Any], where: str) -> None:
     """``name`` is an installed quantizer that accepts ``options`` (values included)."""
     _where(where, quantizers.check, name, **{"input_dim": CHECK_INPUT_DIM, **options})
+
+
+def check_loss(name: str, options: dict[str, Any]) -> None:
+    """The segmentation loss ``name`` exists and takes ``options`` (built for two classes)."""
+    from esq.builtin.training.losses import segmentation_loss
+
+    _where("loss_options", segmentation_loss, name, 2, **options)
 
 
 def check_loggers(loggers: list[str]) -> None:

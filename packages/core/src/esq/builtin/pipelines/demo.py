@@ -54,6 +54,18 @@ class DemoConfig(PipelineConfig):
         for option, least in (("epochs", 1), ("batch_size", 2), ("synthetic_size", 10), ("tokens_per_image", 1)):
             if getattr(self, option) < least:
                 raise ValueError(f"{option} must be at least {least}, got {getattr(self, option)}")
+        from esq.builtin.pipelines.squeeze import positive_finite
+
+        if not positive_finite(self.lr):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        for option in ("quantizers", "metrics"):
+            names = getattr(self, option) or []
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(
+                    f"{option} lists {', '.join(map(repr, twice))} more than once; list each once (each model "
+                    f"trains into its own folder, named after its quantizer)"
+                )
 
 
 def quantizer_names(config: DemoConfig, components: Any) -> list[str]:

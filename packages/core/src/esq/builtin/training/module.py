@@ -20,7 +20,7 @@ import lightning as L
 import torch
 
 from esq import EsqError
-from esq.builtin.training import NO_QUANTIZER
+from esq.builtin.training import NO_QUANTIZER, require_segmentation_backbone
 from esq.builtin.training.losses import segmentation_loss
 from esq.builtin.training.model import SqueezeModel
 from esq.builtin.training.segmentation_metrics import SegmentationScores
@@ -36,6 +36,7 @@ def build_model(hparams: dict[str, Any], plugins: Any, *, pretrained: bool = Tru
     options = dict(hparams["backbone_options"])
     if not pretrained:
         options["weights"] = "none"
+    require_segmentation_backbone(plugins.registry("backbones"), hparams["backbone"])
     backbone = plugins.registry("backbones").create(hparams["backbone"], num_classes=hparams["num_classes"], **options)
     quantizer = None
     if hparams["quantizer"] != NO_QUANTIZER:

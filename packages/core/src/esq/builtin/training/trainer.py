@@ -1,9 +1,15 @@
 """One training run of ``esq run squeeze`` / ``baseline``: data, module, Lightning ``Trainer``,
 checkpoints and loggers in the run directory, then the test split scored with the best weights.
 
-The run directory gets ``checkpoints/last.ckpt`` and ``checkpoints/best.ckpt`` (highest
-``val/mean_iou``), ``logs/csv/`` (``metrics.csv``) and ``logs/tensorboard/`` (and MLflow's
-``logs/mlruns`` when asked for and installed).
+The run directory gets ``checkpoints/best.ckpt`` (highest ``val/mean_iou``) and
+``checkpoints/last.ckpt``, written after every epoch, and also when training stops on an error or
+a signal (SIGTERM, SIGINT), so a killed run resumes with ``--resume .../last.ckpt`` where it
+stopped; ``logs/csv/`` (``metrics.csv``) and ``logs/tensorboard/`` (and MLflow's ``logs/mlruns``
+when asked for and installed).
+
+Lightning's own options (``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
+``precision``) are checked by building a ``Trainer`` before the run directory exists
+(``check_trainer_options``); what Lightning refuses is one ``ConfigError`` naming the option.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from esq import ConfigError, Results, RunContext, share_run_directory
 from esq.builtin.data.segmentation import check_masks, open_segmentation, segmentation_loader
-from esq.builtin.training.checkpoint_state import check_matches, read_checkpoint
+from esq.builtin.training import NO_QUANTIZER
+from esq.builtin.training.checkpoint_state import (
+    check_matches,
+    checked_hparams,
+    read_checkpoint,
+    training_progress,
+)
 from esq.builtin.training.module import SegmentationModule
 
 SCORES = ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median", "codebook_usage", "perplexity")
@@ -27,7 +39,41 @@ SCORES = ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median", 
 QUIET = ("lightning.pytorch", "lightning.fabric", "lightning")
 # Lightning warnings that say what esq does on purpose: the frozen backbone stays in eval mode, and
 # a resumed run checkpoints into its own new run directory
-EXPECTED_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"The dirpath has changed from", r".*LeafSpec")
+EXPECTED_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",
+    r"The dirpath has changed from",
+    r".*LeafSpec",
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+)
+# Lightning's Trainer options, in the order their names are looked for in its error messages
+# ("`devices` selected with `CPUAccelerator`" is about devices, not the accelerator)
+TRAINER_OPTIONS = ("devices", "precision", "strategy", "num_nodes", "accelerator")
+log = logging.getLogger("esq.training")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch, whatever the validation score, and when ``fit`` stops on an
+    exception (``esq.RunInterrupted`` from a signal included) after steps it has not saved yet.
+
+    Lightning's ``save_last=True`` refreshes ``last.ckpt`` only when a new best is saved, so a run
+    could end with a ``last.ckpt`` of its first epoch."""
+
+    def __init__(self, dirpath: Path) -> None:
+        super().__init__(
+            dirpath=dirpath, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False
+        )
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.global_step == self._last_global_step_saved:
+            return
+        path = Path(self.dirpath) / "last.ckpt"
+        try:
+            trainer.save_checkpoint(path)
+        except Exception as error:  # the error that stopped training is the one to report
+            log.warning("could not save %s after %s: %s", path, type(exception).__name__, error)
+            return
+        self._last_global_step_saved = trainer.global_step
+        log.info("saved %s at epoch %d, step %d", path, trainer.current_epoch, trainer.global_step)
 
 
 def _loggers(config: Any, folder: Path) -> list[Any]:
@@ -45,7 +91,7 @@ def _loggers(config: Any, folder: Path) -> list[Any]:
 
                 loggers.append(
                     MLFlowLogger(
-                        experiment_name=config.project_name,
+                        experiment_name=config.project_name or "esq",
                         run_name=config.task_name or folder.parent.name,
                         tracking_uri=f"file:{folder / 'mlruns'}",
                     )
@@ -53,6 +99,57 @@ def _loggers(config: Any, folder: Path) -> list[Any]:
             except ModuleNotFoundError:
                 raise ConfigError("loggers: mlflow is not installed; pip install mlflow, or drop it") from None
     return loggers
+
+
+def _trainer_options(config: Any) -> dict[str, Any]:
+    return {option: getattr(config, option) for option in TRAINER_OPTIONS}
+
+
+def build_trainer(config: Any, **settings: Any) -> L.Trainer:
+    """A ``Trainer`` with ``config``'s Lightning options; what Lightning refuses in them is one
+    ``ConfigError`` naming the option and its value."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    options = _trainer_options(config)
+    try:
+        return L.Trainer(**options, **settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        named = [option for option in TRAINER_OPTIONS if option in text.lower()] or list(TRAINER_OPTIONS)
+        given = ", ".join(f"{option} = {options[option]!r}" for option in named[:1] or TRAINER_OPTIONS)
+        raise ConfigError(f"{given}: Lightning refuses it: {text}") from None
+
+
+def check_trainer_options(config: Any) -> None:
+    """Before the run directory exists: Lightning accepts ``config``'s accelerator, devices,
+    strategy, num_nodes and precision on this machine (a ``ConfigError`` naming the option)."""
+    _quiet_lightning()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_trainer(
+            config, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+        )
+
+
+def check_resume(config: Any) -> None:
+    """Before the run directory exists: ``config.resume`` is a verified esq checkpoint of this
+    backbone and quantizer with epochs left to train."""
+    path = config.resume
+    checkpoint = read_checkpoint(path)
+    if "hyper_parameters" not in checkpoint or "loops" not in checkpoint:
+        raise ConfigError(
+            f"resume: {path} is not a last.ckpt of esq run squeeze/baseline (it has no training state); "
+            "give the last.ckpt of an earlier run"
+        )
+    hparams = checked_hparams(path, checkpoint["hyper_parameters"])
+    quantizer = getattr(config, "quantizer_type", NO_QUANTIZER)
+    check_matches(path, hparams, {"backbone": config.model, "quantizer": quantizer})
+    done, step, _ = training_progress(checkpoint)
+    if done >= config.epochs:
+        raise ConfigError(
+            f"resume: {path} has finished {done} of epochs = {config.epochs} (step {step}): nothing is left to "
+            f"train; raise epochs above {done} to train on, or use the checkpoint as it is"
+        )
 
 
 def _data(config: Any) -> dict[str, Any]:
@@ -67,6 +164,12 @@ def _data(config: Any) -> dict[str, Any]:
         for dataset in sets.values():
             check_masks(dataset)
     return sets
+
+
+def _within(path: Path, directory: Path) -> str:
+    """``path`` relative to the run ``directory``, or absolute where it lies outside it."""
+    resolved, root = path.resolve(), directory.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
 
 def _quiet_lightning() -> None:
@@ -90,14 +193,28 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         "loss": config.loss_type,
         "loss_options": dict(config.loss_options),
         "lr": config.lr,
-        "vq_loss_weight": getattr(config, "vq_loss_weight", 0.0),
+        "vq_loss_weight": config.quantizer_loss_weight(),
         "ignore_index": train_set.ignore_index,
         "class_names": list(train_set.class_names),
         "data": {key: value for key, value in train_set.settings().items() if key != "split"},
     }
     if config.resume is not None:
-        previous = read_checkpoint(config.resume).get("hyper_parameters", {})
-        check_matches(config.resume, previous, {k: hparams[k] for k in ("backbone", "quantizer", "num_classes")})
+        previous = read_checkpoint(config.resume)
+        check_matches(
+            config.resume,
+            checked_hparams(config.resume, previous.get("hyper_parameters", {})),
+            {k: hparams[k] for k in ("backbone", "quantizer", "num_classes")},
+        )
+        done, step, mid_epoch = training_progress(previous)
+        context.log.info(
+            "resumed from %s: %d of %d epochs done%s (step %d); training on from epoch %d",
+            config.resume,
+            done,
+            config.epochs,
+            ", stopped during the next" if mid_epoch else "",
+            step,
+            done + 1,
+        )
     module = SegmentationModule(**hparams, plugins=context.plugins)
     context.log.info(
         "%s + %s: %d train, %d val, %d test images; %.1f bits per vector, compression %.1f×",
@@ -114,19 +231,14 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         filename="best",
         monitor="val/mean_iou",
         mode="max",
-        save_last=True,
         enable_version_counter=False,
     )
     share_run_directory(context.directory)
-    trainer = L.Trainer(
+    trainer = build_trainer(
+        config,
         max_epochs=config.epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
-        num_nodes=config.num_nodes,
-        precision=config.precision,
         logger=_loggers(config, context.path("logs")),
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, LastCheckpoint(context.path("checkpoints"))],
         default_root_dir=context.directory,
         enable_progress_bar=context.show_progress and os.isatty(2),
         enable_model_summary=False,
@@ -147,7 +259,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         trainer.fit(module, loader["train"], loader["val"], ckpt_path=config.resume)
-        best = checkpoints.best_model_path or checkpoints.last_model_path
+        best = checkpoints.best_model_path or str(context.path("checkpoints") / "last.ckpt")
         (tested,) = trainer.test(module, loader["test"], ckpt_path=best, verbose=False)
     row = {
         "model": config.model,
@@ -157,7 +269,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         "compression_ratio": module.compression_ratio,
     }
     summary = {
-        "best_checkpoint": str(Path(best).resolve().relative_to(context.directory.resolve())) if best else None,
+        "best_checkpoint": _within(Path(best), context.directory) if best else None,
         "last_checkpoint": "checkpoints/last.ckpt",
         "best_val_mean_iou": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "epochs": trainer.current_epoch,
