@@ -20,7 +20,30 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from esq import DataError, QuantizerOutput, WithOptions, check_int
+from esq import ConfigError, DataError, QuantizerOutput, WithOptions, check_int
+
+# The most codes one codebook may hold: the libraries keep every entry in memory (FSQ and LFQ their
+# implicit codebooks too), and usage statistics count every code.
+MAX_CODEBOOK_SIZE = 2**24
+
+
+def check_codebook_size(owner: str, what: str, entries: int) -> int:
+    """``entries`` if a codebook of that many codes is one esq can hold, else a ``ConfigError``
+    saying which option (``what``) made it so large.
+
+    >>> check_codebook_size("fsq", "levels [8, 5, 5]", 200)
+    200
+    >>> check_codebook_size("fsq", "levels [2, 1099511627776]", 2**41)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    esq.errors.ConfigError: fsq: levels [2, 1099511627776] make a codebook of 2199023255552 codes; at most ...
+    """
+    if entries > MAX_CODEBOOK_SIZE:
+        raise ConfigError(
+            f"{owner}: {what} make a codebook of {entries} codes; at most {MAX_CODEBOOK_SIZE} (2**24) are supported "
+            "(the library holds every code in memory): choose fewer bits"
+        )
+    return entries
 
 
 def pick(options: dict[str, Any], *names: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import torch
 from vector_quantize_pytorch import FSQ as LibraryFSQ
 
 from esq import ConfigError, check_choice, check_int
-from esq_quantizers.base import BottleneckQuantizer
+from esq_quantizers.base import BottleneckQuantizer, check_codebook_size
 
 # Levels the FSQ paper recommends for a target codebook size (its Table 1).
 RECOMMENDED_LEVELS = {
@@ -40,7 +40,9 @@ def fsq_levels(owner: str, levels: list[int] | None, codebook_size: int | None) 
         return list(RECOMMENDED_LEVELS[codebook_size])
     if not isinstance(levels, list | tuple) or not levels:
         raise ConfigError(f"{owner}: levels must be a non-empty list of integers of at least 2, got {levels!r}")
-    return [check_int(owner, f"levels[{index}]", level, minimum=2) for index, level in enumerate(levels)]
+    checked = [check_int(owner, f"levels[{index}]", level, minimum=2) for index, level in enumerate(levels)]
+    check_codebook_size(owner, f"levels {checked}", math.prod(checked))
+    return checked
 
 
 class FSQ(BottleneckQuantizer):

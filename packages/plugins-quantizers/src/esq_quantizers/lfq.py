@@ -13,7 +13,7 @@ import torch
 from vector_quantize_pytorch import LFQ as LibraryLFQ
 
 from esq import ConfigError, check_bool, check_int, check_number
-from esq_quantizers.base import BottleneckQuantizer, pick
+from esq_quantizers.base import BottleneckQuantizer, check_codebook_size, pick
 
 
 class LFQ(BottleneckQuantizer):
@@ -37,6 +37,7 @@ class LFQ(BottleneckQuantizer):
             raise ConfigError(
                 f"lfq: codebook_size must be a power of two, got {codebook_size}; nearest: {lower} or {lower * 2}"
             )
+        check_codebook_size(self.name, f"codebook_size {codebook_size} would", codebook_size)
         self.entropy_loss_weight = check_number(self.name, "entropy_loss_weight", entropy_loss_weight, minimum=0)
         self.diversity_gamma = check_number(self.name, "diversity_gamma", diversity_gamma, minimum=0)
         self.spherical = check_bool(self.name, "spherical", spherical)

@@ -9,7 +9,7 @@ import torch
 from vector_quantize_pytorch import SimVQ as LibrarySimVQ
 
 from esq import check_int, check_number
-from esq_quantizers.base import BottleneckQuantizer
+from esq_quantizers.base import BottleneckQuantizer, check_codebook_size
 
 
 class SimVQ(BottleneckQuantizer):
@@ -22,6 +22,7 @@ class SimVQ(BottleneckQuantizer):
     ) -> None:
         super().__init__(input_dim, bottleneck_dim)
         self.codebook_size = check_int(self.name, "codebook_size", codebook_size, minimum=2)
+        check_codebook_size(self.name, f"codebook_size {codebook_size} would", codebook_size)
         self.commitment_weight = check_number(self.name, "commitment_weight", commitment_weight, minimum=0)
         self.code_radix = codebook_size
         self.library = LibrarySimVQ(

@@ -10,7 +10,7 @@ import torch
 from vector_quantize_pytorch import VectorQuantize
 
 from esq import check_bool, check_int, check_number
-from esq_quantizers.base import BottleneckQuantizer, pick
+from esq_quantizers.base import BottleneckQuantizer, check_codebook_size, pick
 
 # The options of an EMA VQ codebook, shared with rvq.
 EMA_VQ_OPTIONS = ("codebook_size", "decay", "commitment_weight", "kmeans_init", "threshold_ema_dead_code")
@@ -20,6 +20,7 @@ def check_ema_options(quantizer: BottleneckQuantizer) -> None:
     """The EMA codebook options ``quantizer`` (a ``vq`` or ``rvq``) stores, checked."""
     name = quantizer.name
     check_int(name, "codebook_size", quantizer.codebook_size, minimum=2)
+    check_codebook_size(name, f"codebook_size {quantizer.codebook_size} would", quantizer.codebook_size)
     check_number(name, "decay", quantizer.decay, minimum=0, maximum=1, exclusive=("minimum", "maximum"))
     check_number(name, "commitment_weight", quantizer.commitment_weight, minimum=0)
     check_bool(name, "kmeans_init", quantizer.kmeans_init)

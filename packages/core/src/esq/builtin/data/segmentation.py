@@ -416,7 +416,10 @@ class _PairedFiles(SegmentationDataset):
                         f"{labels.shape[1]}×{labels.shape[0]}; give the mask the image's size"
                     )
                 opened.draft(None, (2 * size, 2 * size))  # JPEG: decode at a reduced scale, at least 2× size
-                image = _rgb(opened)
+                try:
+                    image = _rgb(opened)
+                except DataError as error:  # what the pixels are; this says which file holds them
+                    raise DataError(f"image {image_path}: {error}; convert or remove the file") from None
         except DataError:
             raise
         except Exception as error:  # a decoder can fail in many ways; each names this file
@@ -481,6 +484,20 @@ def _read_label_image(path: Path) -> np.ndarray:
         raise DataError(f"cannot read mask {path}: {type(error).__name__}: {error}; replace or remove it") from error
 
 
+def _read_text(path: Path) -> str:
+    """A text file of names, in UTF-8 (a byte-order mark is allowed), or a ``DataError`` saying
+    where its first byte that is not UTF-8 lies."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} at line {line} (offset {error.start}); "
+            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def _nearest(labels: np.ndarray, size: int) -> np.ndarray:
     """``labels`` resized to ``size × size`` by nearest neighbour (pixel centres, as PIL does)."""
     rows = ((np.arange(size) + 0.5) * labels.shape[0] / size).astype(np.int64)
@@ -519,7 +536,7 @@ def _open_folder(settings: dict[str, Any]) -> SegmentationDataset:
     names_file = folder / "classes.txt"
     class_names = None
     if names_file.is_file():
-        class_names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        class_names = [line.strip() for line in _read_text(names_file).splitlines() if line.strip()]
     num_classes = settings["num_classes"]
     if num_classes is None:
         hint = f" ({names_file} lists {len(class_names)} names)" if class_names is not None else ""
@@ -605,5 +622,5 @@ def _open_oxford_pet(settings: dict[str, Any]) -> SegmentationDataset:
 
 def _read_name_list(path: Path) -> list[str]:
     """The first column of an Oxford-IIIT Pet list file; ``#`` lines are comments."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     return [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
