@@ -270,3 +270,23 @@ def test_a_run_that_scores_nothing_fails_and_says_why(tmp_path):
     result, directory = run_degradation(tmp_path, "metrics=fid", "max_feature_dim=2", BLUR, expect=1)
     assert "no configuration was scored" in result.stderr and "max_feature_dim=2" in result.stderr
     assert json.loads((directory / "results.json").read_text())["status"] == "failed"
+
+
+def test_an_image_whose_file_name_is_not_utf8_is_read_and_hashed_by_its_bytes(tmp_path):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from esq.builtin.data.image_sets import synthetic_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    generator = np.random.default_rng(0)
+    for index in range(6):
+        name = os.fsdecode(f"{index:03d}-caf".encode() + b"\xe9.png")
+        Image.fromarray(synthetic_image(generator, 40)).save(folder / name)
+    result, directory = run_degradation(
+        tmp_path, f"images={folder}", "image_size=32", "n_reference=4", "n_evaluation=2", "metrics=fid", BLUR
+    )
+    assert "unexpected" not in result.output and configurations(directory)[0]["status"] == "ok"

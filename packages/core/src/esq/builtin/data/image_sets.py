@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,7 +441,7 @@ def _folder_set(source: str, count: int, size: int, offset: int, on_unreadable: 
     for relative, path in chosen:
         with open(path, "rb") as handle:
             content = hashlib.file_digest(handle, "sha256").hexdigest()
-        digest.update(f"{relative}\0{content}\n".encode())
+        digest.update(os.fsencode(relative) + f"\0{content}\n".encode())  # a name that is not UTF-8: its bytes
 
     def images(start: int, stop: int) -> np.ndarray:
         return np.stack([_decode(path, size) for _, path in chosen[start:stop]])
