@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,3 +235,25 @@ def test_a_cache_dir_that_cannot_be_written_is_refused_naming_it(tmp_path, monke
     monkeypatch.setattr(cache.os, "access", lambda path, mode: False)  # root may write anywhere: ask as a user
     with pytest.raises(ConfigError, match=f"cache_dir {tmp_path / 'sub'}: {tmp_path} is not writable"):
         cache.check_root(tmp_path / "sub")
+
+
+@pytest.mark.parametrize(
+    ("chunk", "holds"),
+    [
+        (expected(0, CHUNK).reshape(CHUNK, 2, 2, 3), "float32 (4, 2, 2, 3)"),  # as many numbers, another shape
+        (expected(0, CHUNK).astype(np.float64), "float64 (4, 3, 2, 2)"),
+    ],
+    ids=["another_shape", "another_dtype"],
+)
+def test_a_chunk_of_the_right_length_but_another_shape_or_dtype_is_damaged_naming_it(tmp_path, chunk, holds):
+    from esq import DataError
+
+    root = tmp_path / "cache"
+    build_here(root, Extract())
+    entry = ActivationCache(root, chunk_size=CHUNK).entry(KEY)
+    np.save(entry.chunk_path(0), chunk)
+    with pytest.raises(
+        DataError, match=re.escape(f"chunk_00000.npy holds {holds}") + ".*esq cache rm --backbone fake"
+    ) as caught:
+        entry.chunks()
+    assert "entry.json says float32 (count, 3, 2, 2)" in str(caught.value)

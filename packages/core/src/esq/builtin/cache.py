@@ -140,8 +140,8 @@ class CacheEntry:
         if not self.complete:
             raise DataError(f"{self.directory}: the cache entry is incomplete; rebuild it (esq cache build)")
         damaged = DataError(
-            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size, or "
-            f"its entry.json or key.json is unreadable); remove it with esq cache rm --backbone "
+            f"{self.directory}: the cache entry is damaged (a chunk is missing, truncated or of the wrong size, "
+            f"shape or dtype, or its entry.json or key.json is unreadable); remove it with esq cache rm --backbone "
             f"{self.directory.parent.parent.name} --layer {self.directory.parent.name}, or delete the folder, "
             "and run again"
         )
@@ -152,6 +152,11 @@ class CacheEntry:
             raise damaged from None
         if sum(len(chunk) for chunk in chunks) != info.get("count"):
             raise damaged
+        for index, chunk in enumerate(chunks):  # a chunk of the right size but another shape or dtype
+            if list(chunk.shape[1:]) != list(info.get("shape", ())) or str(chunk.dtype) != info.get("dtype"):
+                found = f"{CHUNK_NAME.format(index)} holds {chunk.dtype} {tuple(chunk.shape)}"
+                wanted = f"entry.json says {info.get('dtype')} (count, {', '.join(map(str, info.get('shape', ())))})"
+                raise DataError(f"{str(damaged).replace('; remove it', f': {found}, {wanted}; remove it', 1)}")
         return chunks
 
     def size_bytes(self) -> int:
