@@ -534,3 +534,64 @@ def test_indexing_past_the_end_raises_index_error():
     with pytest.raises(IndexError):
         dataset[5]
     assert len(list(iter(dataset))) == 5
+
+
+def test_a_classes_txt_that_is_not_utf8_names_the_file_the_line_and_the_fix(folder):
+    (folder / "classes.txt").write_bytes("sky\nstraße\ncar\n".encode("latin-1"))
+    with pytest.raises(DataError) as raised:
+        open_folder(folder)
+    message = str(raised.value)
+    assert f"{folder / 'classes.txt'} is not UTF-8 text: byte 0xdf at line 2" in message and "\n" not in message
+    (folder / "classes.txt").write_bytes("\ufeffsky\nstraße\ncar\n".encode())  # UTF-8 with a byte-order mark
+    assert open_folder(folder).class_names == ["sky", "straße", "car"]
+
+
+def test_an_oxford_list_that_is_not_utf8_names_the_file(oxford):
+    (oxford / "oxford-iiit-pet" / "annotations" / "test.txt").write_bytes(b"caf\xe9 1 1 1\n")
+    with pytest.raises(DataError, match=r"test\.txt is not UTF-8 text: byte 0xe9 at line 1"):
+        open_segmentation("oxford_pet", data_path=str(oxford), split="test")
+
+
+def replace_image(folder, name, image):
+    for old in (folder / "images").glob("a_red.*"):
+        old.unlink()
+    image.save(folder / "images" / name)
+    return by_stem(open_folder(folder, **WHOLE_POOL))["a_red"][0]
+
+
+def test_a_float_tiff_in_0_to_1_is_scaled_not_black(folder):
+    grey = np.full((16, 16), 0.6, dtype=np.float32)
+    image = replace_image(folder, "a_red.tif", Image.fromarray(grey))
+    assert torch.equal(image, torch.full((3, 8, 8), 153, dtype=torch.uint8))
+
+
+def test_a_float_tiff_out_of_range_names_the_file(folder):
+    with pytest.raises(DataError) as raised:
+        replace_image(folder, "a_red.tif", Image.fromarray(np.full((16, 16), 1000.0, dtype=np.float32)))
+    assert "a_red.tif: float pixels in [1000, 1000]" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected"),
+    [
+        ("a_red.png", lambda: Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)), [156, 156, 156]),
+        ("a_red.jpg", lambda: Image.new("RGB", (16, 16), (200, 10, 10)).convert("CMYK"), [200, 10, 10]),
+        (
+            "a_red.png",
+            lambda: Image.new("RGB", (16, 16), (200, 10, 10)).convert("P", palette=Image.Palette.ADAPTIVE),
+            [200, 10, 10],
+        ),
+    ],
+    ids=["16-bit grey", "CMYK", "palette"],
+)
+def test_16_bit_cmyk_and_palette_images_become_their_rgb_colour(folder, name, make, expected):
+    image = replace_image(folder, name, make())
+    assert (image.int() - torch.tensor(expected)[:, None, None]).abs().max() <= 3
+
+
+def test_a_truncated_image_names_the_file(folder):
+    path = folder / "images" / "a_red.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataError, match=r"cannot read image .*a_red\.png: .*replace or remove the file"):
+        by_stem(open_folder(folder, **WHOLE_POOL))

@@ -314,3 +314,28 @@ def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error) as raised:
         call()
     assert message in str(raised.value)
+
+
+TOO_MANY_CODES = [
+    ("vq", {"codebook_size": 2**40}, "vq: codebook_size 1099511627776 would make a codebook"),
+    ("rvq", {"codebook_size": 2**30}, "rvq: codebook_size 1073741824 would make a codebook"),
+    ("simvq", {"codebook_size": 2**40}, "simvq: codebook_size 1099511627776 would make a codebook"),
+    ("lfq", {"codebook_size": 2**70}, "lfq: codebook_size 1180591620717411303424 would make a codebook"),
+    ("fsq", {"levels": [2, 2**40]}, "fsq: levels [2, 1099511627776] make a codebook of 2199023255552 codes"),
+    ("fsq", {"levels": [2] * 40}, "make a codebook of 1099511627776 codes"),
+    ("residual_fsq", {"levels": [65536, 65536]}, "residual_fsq: levels [65536, 65536] make a codebook"),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "message"), TOO_MANY_CODES)
+def test_a_codebook_too_large_to_hold_is_refused_before_anything_is_allocated(name, options, message):
+    # on the meta device, as the pipelines' checks build it: before the fix this passed, and the
+    # run itself failed allocating terabytes (or overflowing int32 in the library)
+    with pytest.raises(ConfigError, match="at most 16777216") as raised:
+        esq.registry("quantizers").check(name, input_dim=16, **options)
+    assert message in str(raised.value)
+
+
+def test_the_largest_codebook_allowed_still_builds():
+    quantizer = create("fsq", levels=[2**12, 2**12])
+    assert quantizer.bits_per_vector == 24.0

@@ -132,7 +132,7 @@ def checked_hparams(path: str | Path, hparams: Any) -> dict[str, Any]:
         if value is not None and refused:
             wanted = " or ".join(kind.__name__ for kind in types)
             raise CheckpointError(
-                f"{path}: hyper-parameter {key} is {value!r} ({type(value).__name__}), expected a {wanted}"
+                f"{path}: hyper-parameter {key} is {value!r} ({type(value).__name__}), expected {wanted}"
             )
     return hparams
 
