@@ -451,3 +451,17 @@ def test_a_bad_image_read_in_a_loader_worker_is_the_same_one_line_as_without_wor
         lines[workers] = result.output.split(" (run log:")[0]
     assert lines["0"] == lines["2"]
     assert "cannot read image" in lines["0"] and "im3.png" in lines["0"]
+
+
+def test_visualize_checks_both_checkpoints_before_the_run(finished, tmp_path):
+    from esq.builtin.pipelines.visualize import VisualizeConfig, check
+
+    good = str(finished / "checkpoints" / "best.ckpt")
+    check(VisualizeConfig(vq_checkpoint=good, baseline_checkpoint=good), esq.load_plugins())
+    damaged = str(flip_a_byte(finished / "checkpoints" / "best.ckpt", tmp_path / "damaged.ckpt"))
+    with pytest.raises(CheckpointError, match=r"damaged\.ckpt: damaged"):
+        check(VisualizeConfig(vq_checkpoint=good, baseline_checkpoint=damaged), esq.load_plugins())
+    with pytest.raises(
+        CheckpointError, match="a checkpoint of backbone 'tiny_cnn', but this run uses backbone 'vit_b_32'"
+    ):
+        check(VisualizeConfig(vq_checkpoint=good, baseline_checkpoint=good, model="vit"), esq.load_plugins())

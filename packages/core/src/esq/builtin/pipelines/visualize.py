@@ -43,6 +43,19 @@ class VisualizeConfig(PipelineConfig):
             self.model = backbone_name(self.model)
 
 
+def check(config: VisualizeConfig, plugins: Any) -> None:
+    """Before the run directory exists: both checkpoints are there, pass their checksums, load
+    with ``weights_only=True`` and (for esq's own) hold sound hyper-parameters of ``model``."""
+    from esq.builtin.training.checkpoint_state import check_matches, checked_hparams, read_checkpoint
+
+    for option in ("vq_checkpoint", "baseline_checkpoint"):
+        path = getattr(config, option)
+        checkpoint = read_checkpoint(path)
+        if "hyper_parameters" in checkpoint:
+            hparams = checked_hparams(path, checkpoint["hyper_parameters"])
+            check_matches(path, hparams, {"backbone": config.model})
+
+
 def _data(config: VisualizeConfig, hparams: dict[str, Any]) -> Any:
     from esq.builtin.data.segmentation import open_segmentation
 
