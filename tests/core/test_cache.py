@@ -470,3 +470,12 @@ def test_no_images_is_an_error_not_an_empty_entry(tmp_path):
             log=logging.getLogger("t"),
         )
     assert cache.entries() == []
+
+
+def test_writing_a_note_removes_what_a_killed_note_writer_left(tmp_path):
+    cache = ActivationCache(tmp_path)
+    (tmp_path / "_notes").mkdir()
+    (tmp_path / "_notes" / ".0123.json.x1.tmp").write_text("{half")
+    cache.write_note({"backbone": "fake"}, {"layers": ["block1"]})
+    assert [path.name for path in (tmp_path / "_notes").iterdir()] == [f"{key_digest({'backbone': 'fake'})}.json"]
+    assert cache.note({"backbone": "fake"}) == {"layers": ["block1"]}

@@ -235,7 +235,21 @@ class ActivationCache:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def write_note(self, key: dict[str, Any], value: Any) -> None:
-        write_atomic(self.root / "_notes" / f"{key_digest(key)}.json", to_json(value) + "\n")
+        """Store a note under the notes' lock, which makes what a killed writer left in
+        ``_notes/`` safe to remove first."""
+        notes, lock = self.root / "_notes", self.root / "_locks" / "_notes.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+b") as handle:
+            try:
+                import fcntl
+
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except ImportError:  # no flock (Windows): leftovers stay
+                pass
+            else:
+                for stale in notes.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+            write_atomic(notes / f"{key_digest(key)}.json", to_json(value) + "\n")
 
     def begin(self, entry: CacheEntry, key: dict[str, Any]) -> None:
         """Start or resume ``entry`` (its lock held): what a killed writer left is removed, and
