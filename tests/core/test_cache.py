@@ -478,4 +478,4 @@ def test_writing_a_note_removes_what_a_killed_note_writer_left(tmp_path):
     (tmp_path / "_notes" / ".0123.json.x1.tmp").write_text("{half")
     cache.write_note({"backbone": "fake"}, {"layers": ["block1"]})
     assert [path.name for path in (tmp_path / "_notes").iterdir()] == [f"{key_digest({'backbone': 'fake'})}.json"]
-    assert cache.note({"backbone": "fake"}) == {"layers": ["block1"]}
+    assert cache.read_note({"backbone": "fake"}) == {"layers": ["block1"]}
