@@ -78,7 +78,7 @@ CASES = [
     ("complex", ["--features-a", "{complex}", "--features-b", "{b}"], "complex.npy"),
     ("complex_pt", ["--features-a", "{b}", "--features-b", "{complex_pt}"], "complex.pt"),
     ("ragged", ["--features-a", "{ragged}", "--features-b", "{b}"], "ragged.npy"),
-    ("pickle_pt", ["--features-a", "{b}", "--features-b", "{pickle_pt}"], "pickle.pt: not a tensor file"),
+    ("pickle_pt", ["--features-a", "{b}", "--features-b", "{pickle_pt}"], "pickle.pt: torch cannot read it"),
     ("nan", ["--features-a", "{b}", "--features-b", "{nan}"], "features_b"),
     ("fewer_rows", ["--features-a", "{b}", "--features-b", "{fewer_rows}"], "fewer.npy"),
     ("one_dimensional", ["--features-a", "{one_dimensional}", "--features-b", "{b}"], "flat.npy"),

@@ -111,7 +111,7 @@ def test_visualize_refuses_a_checkpoint_of_another_backbone(trained, tmp_path):
 def test_corrupt_and_foreign_checkpoints_are_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="torch cannot read it"):
         load_checkpoint(corrupt)
     foreign = tmp_path / "foreign.pth"
     torch.save({"encoder": {}, "epoch": 3}, foreign)

@@ -132,7 +132,7 @@ def test_a_weights_file_with_a_flipped_byte_is_refused_naming_it(tmp_path):
     torch.save(backbones.create("tiny_cnn", num_classes=2).network.state_dict(), path)
     backbones.create("tiny_cnn", num_classes=2, weights=str(path))  # the good file loads
     damaged = flip_a_byte(path, tmp_path / "damaged.pt")
-    with pytest.raises(CheckpointError, match=r"tiny_cnn: weights file .*damaged\.pt is damaged: the checksum"):
+    with pytest.raises(CheckpointError, match=r"tiny_cnn: weights file .*damaged\.pt: damaged: the checksum"):
         backbones.create("tiny_cnn", num_classes=2, weights=str(damaged))
 
 

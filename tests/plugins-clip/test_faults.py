@@ -203,7 +203,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], Callable[[Path], list[str]
         "checkpoint-not-torch",
         garbage_checkpoint,
         lambda root: retrieval(root, "--model-path", str(root / CHECKPOINT)),
-        "epoch_latest.pt: cannot read it as a torch checkpoint",
+        "epoch_latest.pt: torch cannot read it",
     ),
     (
         "checkpoint-other-architecture",

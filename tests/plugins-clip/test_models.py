@@ -61,7 +61,7 @@ def test_a_checkpoint_of_another_architecture_names_its_keys(tmp_path, model):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         ChineseCLIP(**SMALL, weights=str(tmp_path / "missing.pt"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot read it as a torch checkpoint"):
+    with pytest.raises(CheckpointError, match="torch cannot read it"):
         ChineseCLIP(**SMALL, weights=str(tmp_path / "junk.pt"))
 
 

@@ -9,7 +9,8 @@ for the conformance checks). A plugin author needs::
 the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``, ``check_device``,
 ``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
 ``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed),
-atomic writes (``write_atomic``, ``open_atomic``), and for a command ``plugin_options``,
+atomic writes (``write_atomic``, ``open_atomic``), ``load_torch_file`` (a torch file read
+safely, its checksums verified), and for a command ``plugin_options``,
 ``print_table`` and ``print_json``. This module does not import torch.
 """
 
@@ -49,6 +50,7 @@ from esq.specs import (
     RetrieverSpec,
 )
 from esq.topk import TopKIndex, exact_top_k
+from esq.torch_files import load_torch_file, verify_torch_file
 from esq.validation import (
     as_matrix,
     check_bool,
@@ -115,6 +117,7 @@ __all__ = [
     "hookimpl",
     "lazy",
     "load_plugins",
+    "load_torch_file",
     "open_atomic",
     "options_of",
     "paired_features",
@@ -127,5 +130,6 @@ __all__ = [
     "stderr",
     "to_json",
     "two_samples",
+    "verify_torch_file",
     "write_atomic",
 ]

@@ -10,8 +10,6 @@ reported with its missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq import CheckpointError, ConfigError
+from esq import CheckpointError, ConfigError, load_torch_file
 
 SHOWN_KEYS = 5
 
@@ -74,34 +72,6 @@ def huggingface_file(repo: str, filename: str, hub_name: str) -> PretrainedFile:
     )
 
 
-def verify_file(path: Path, backbone: str) -> None:
-    """Refuse a zip-format torch file whose members do not match their CRC-32, or whose archive is
-    cut short; a legacy non-zip file carries no checksum and passes unchecked."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
-        raise CheckpointError(
-            f"{backbone}: weights file {path} is a damaged torch archive ({error}); copy the file again"
-        ) from None
-    if damaged is not None:
-        raise CheckpointError(
-            f"{backbone}: weights file {path} is damaged: the checksum (CRC-32) of its member {damaged} does not "
-            "match its bytes (flipped bits or a bad copy); copy the file again"
-        )
-
-
-def refused_global(error: BaseException) -> str | None:
-    """The pickled global torch's ``weights_only=True`` unpickler refused (``builtins.print``), if
-    that is what ``error`` says."""
-    for line in str(error).splitlines():
-        if "Unsupported global: GLOBAL " in line:
-            return line.split("Unsupported global: GLOBAL ", 1)[1].split(" ", 1)[0]
-    return None
-
-
 def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``torch.save`` file (``weights_only=True``), unwrapped
     from a ``state_dict``/``model`` entry and a DataParallel ``module.`` prefix."""
@@ -110,35 +80,18 @@ def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{backbone}: weights file {path} does not exist; pass an existing file, 'default' or 'none'"
         )
-    if path.suffix != ".safetensors":
-        verify_file(path, backbone)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    what = f"{backbone}: weights file {path}"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except pickle.UnpicklingError as error:
-        name = refused_global(error)
-        if name is not None:
-            raise CheckpointError(
-                f"{backbone}: weights file {path} holds a pickled Python object (GLOBAL {name}), and esq loads only "
-                "tensors (torch.load weights_only=True) so that no file runs code; save model.state_dict() instead"
-            ) from None
-        after = str(error).split("WeightsUnpickler error:", 1)[-1]
-        detail = next((line.strip().rstrip(".") for line in after.splitlines() if line.strip()), "")
-        raise CheckpointError(
-            f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it"
-            + (f" (torch's safe unpickler: {detail})" if "WeightsUnpickler error:" in str(error) and detail else "")
-        ) from None
-    except Exception as error:  # any reader failure means an unreadable file
-        raise CheckpointError(
-            f"{backbone}: cannot read weights file {path}: torch.save or safetensors did not write it "
-            f"({type(error).__name__})"
-        ) from None
+        except OSError:
+            raise
+        except Exception as error:  # any reader failure means an unreadable file
+            raise CheckpointError(f"{what}: safetensors cannot read it ({type(error).__name__}: {error})") from None
+    else:
+        state = load_torch_file(path, what)
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -20,7 +20,6 @@ As an esq backbone it has one layer, ``embedding``: the normalised image embeddi
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esq import CheckpointError, ConfigError, DataError, WithOptions, check_int
+from esq import CheckpointError, ConfigError, DataError, WithOptions, check_int, load_torch_file
 
 CONTEXT_LENGTH = 52
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -69,33 +68,12 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: no such checkpoint; give the path of a Chinese-CLIP checkpoint (epoch_latest.pt or a released "
             "clip_cn_*.pt), or weights='none' for random weights"
         )
-    try:
-        checkpoint = _load(path)
-    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        if isinstance(error, pickle.UnpicklingError):  # torch's message suggests weights_only=False: no
-            reason = "not a torch file, or one holding objects other than tensors"
-        else:
-            reason = " ".join(str(error).split())  # torch's messages run over several lines
-        raise CheckpointError(
-            f"{path}: cannot read it as a torch checkpoint ({type(error).__name__}: {reason[:200]}); "
-            "give a Chinese-CLIP checkpoint (epoch_latest.pt or a released clip_cn_*.pt)"
-        ) from None
+    checkpoint = load_torch_file(path, mmap=True)  # mmap: check_checkpoint is cheap
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path}: expected a dict with a 'state_dict' of tensors; found {found}")
     return {key.removeprefix("module."): value for key, value in state.items() if "bert.pooler" not in key}
-
-
-def _load(path: Path) -> Any:
-    """``torch.load`` memory-mapped where the file's format allows it, so that reading only the
-    keys and shapes (:func:`check_checkpoint`) costs little."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def check_checkpoint(path: Path, vision_model: str, text_model: str) -> None:

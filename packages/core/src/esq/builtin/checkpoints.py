@@ -1,7 +1,7 @@
 """``esq.load_checkpoint(path)``: a trained model back from its file, with no other input.
 
 Two layouts are read, both with ``torch.load(weights_only=True)`` after the file's checksums are
-verified (``esq.builtin.training.checkpoint_state.verify_file``; a legacy non-zip file has none):
+verified (``esq.load_torch_file``; a legacy non-zip file has none):
 
 - esq's Lightning checkpoints (``last.ckpt``, ``best.ckpt``): ``hyper_parameters`` name the
   backbone and its options, the quantizer and its options, the classes, the loss and the data

@@ -10,14 +10,13 @@ different numbers. A legacy (pre-1.6, non-zip) file carries no checksum and cann
 from __future__ import annotations
 
 import inspect
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from esq import CheckpointError, EsqError
+from esq import CheckpointError, EsqError, load_torch_file
 from esq.builtin.training import NO_QUANTIZER
 from esq.builtin.training.module import SegmentationModule
 
@@ -42,60 +41,10 @@ HPARAM_TYPES: dict[str, tuple[type, ...]] = {
 REQUIRED_HPARAMS = ("backbone", "num_classes")
 
 
-def verify_file(path: str | Path) -> None:
-    """Refuse a zip-format torch file whose members do not match their CRC-32 (or whose archive
-    is cut short); a legacy non-zip file has no checksum and passes unchecked."""
-    path = Path(path)
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
-        raise CheckpointError(
-            f"{path}: a damaged torch archive ({error}); copy the file again or use another checkpoint"
-        ) from None
-    if damaged is not None:
-        raise CheckpointError(
-            f"{path}: damaged: the checksum (CRC-32) of its member {damaged} does not match its bytes "
-            "(flipped bits or a bad copy); copy the file again or use another checkpoint"
-        )
-
-
-def unpickling_reason(error: BaseException) -> str:
-    """What torch's ``weights_only=True`` unpickler refused, in one line: for a pickled object,
-    its global's name (``GLOBAL builtins.print``) and that only tensors load."""
-    text = str(error)
-    marker = "WeightsUnpickler error: "
-    if marker in text:
-        after = text.split(marker, 1)[1].splitlines()
-        detail = next((line.strip() for line in after if line.strip()), "unknown")
-        if detail.startswith("Unsupported global: GLOBAL "):
-            name = detail.removeprefix("Unsupported global: GLOBAL ").split(" ", 1)[0]
-            return (
-                f"it holds a pickled Python object (GLOBAL {name}), and esq loads only tensors and plain values "
-                "(torch.load weights_only=True) so that no file runs code; save a state_dict of tensors instead"
-            )
-        return f"torch's safe unpickler refused it ({detail.rstrip('.')}); esq loads only tensors and plain values"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's top-level dict, or a ``CheckpointError`` naming the file and the problem.
-    The file's checksums are verified first (``verify_file``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    verify_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: not a readable torch checkpoint (corrupt, truncated or unsafe): {unpickling_reason(error)}"
-        ) from None
+    """The checkpoint's top-level dict, or a ``CheckpointError`` naming the file and the problem
+    (``esq.load_torch_file``: its checksums are verified first)."""
+    checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict of checkpoint entries, found {type(checkpoint).__name__}")
     return checkpoint

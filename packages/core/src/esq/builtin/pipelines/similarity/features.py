@@ -13,15 +13,13 @@ From files: ``.npy``, ``.pt``/``.pth`` (a tensor, or a dict holding exactly one)
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from esq import DataError, as_matrix
+from esq import DataError, as_matrix, load_torch_file
 
 FEATURE_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
@@ -97,9 +95,7 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
         else:
             import torch
 
-            with warnings.catch_warnings():  # torch's own notes (pickle protocol, sparse checks) are not ours
-                warnings.simplefilter("ignore")
-                loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = load_torch_file(path, f"{option} {path}", error=DataError)
             if isinstance(loaded, dict):
                 tensors = [value for value in loaded.values() if torch.is_tensor(value)]
                 if len(tensors) != 1:
@@ -113,11 +109,6 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
             array = loaded.numpy() if loaded.is_complex() else loaded.float().numpy()  # as_matrix refuses complex
     except DataError:
         raise
-    except pickle.UnpicklingError:
-        raise DataError(
-            f"{option} {path}: not a tensor file torch.load can read safely (weights_only); "
-            "save the features with torch.save(tensor, path) or numpy.save"
-        ) from None
     except Exception as error:
         raise DataError(f"{option} {path}: cannot read it ({type(error).__name__}: {error})") from None
     if getattr(array, "ndim", None) != 2:
