@@ -290,3 +290,17 @@ def test_an_image_whose_file_name_is_not_utf8_is_read_and_hashed_by_its_bytes(tm
         tmp_path, f"images={folder}", "image_size=32", "n_reference=4", "n_evaluation=2", "metrics=fid", BLUR
     )
     assert "unexpected" not in result.output and configurations(directory)[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("backbone", "hint"),
+    [("tiny_cnn", 'tiny_cnn.weights = "PATH" to a file of your own'), ("resnet50", 'resnet50.weights = "default"')],
+)
+def test_the_random_weights_warning_suggests_only_what_the_backbone_takes(backbone, hint):
+    from types import SimpleNamespace
+
+    from esq import load_plugins
+    from esq.builtin.pipelines.degradation.extraction import pretrained_hint
+
+    context = SimpleNamespace(registry=load_plugins().registry)
+    assert pretrained_hint(backbone, context).endswith(hint)

@@ -181,6 +181,16 @@ def backbone_facts(config: Any, name: str, cache: Any, backbone: LazyBackbone) -
     return {**request, **facts}
 
 
+def pretrained_hint(name: str, context: RunContext) -> str:
+    """How to give backbone ``name`` pretrained weights: ``"default"`` where it knows its files
+    (``pretrained_files``), else a weights file of one's own."""
+    factory = context.registry("backbones").spec(name).factory
+    backbone_class = factory.resolve() if hasattr(factory, "resolve") else factory
+    if getattr(backbone_class, "pretrained_files", lambda: [])():
+        return f'for pretrained ones set backbone_options.{name}.weights = "default"'
+    return f'it has no pretrained files esq knows: set backbone_options.{name}.weights = "PATH" to a file of your own'
+
+
 def extract_backbone(
     config: Any, name: str, degradations: dict[str, Any], context: RunContext
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
@@ -193,11 +203,7 @@ def extract_backbone(
     backbone = LazyBackbone(config, name, context.registry("backbones"))
     facts = backbone_facts(config, name, cache, backbone)
     if facts["options"].get("weights", "none") == "none":
-        context.log.warning(
-            '%s: random-initialised weights; for pretrained ones set backbone_options.%s.weights = "default"',
-            name,
-            name,
-        )
+        context.log.warning("%s: random-initialised weights; %s", name, pretrained_hint(name, context))
     identity = {
         "backbone": name,
         "distribution": facts["distribution"],
