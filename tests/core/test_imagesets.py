@@ -413,6 +413,12 @@ def test_a_float_tiff_of_an_unknown_range_is_refused_or_skipped_naming_it(tmp_pa
     assert "a.tif" in caplog.text
 
 
+def test_a_32_bit_integer_tiff_beyond_16_bits_is_refused_naming_it(tmp_path):
+    Image.fromarray(np.array([[0, 70000], [5, 10]], dtype=np.int32), mode="I").save(tmp_path / "a.tif")
+    with pytest.raises(DataError, match=r"a\.tif: integer pixels in \[0, 70000\]; esq reads 8- and 16-bit"):
+        open_images(str(tmp_path), count=1, size=8)
+
+
 def test_sixteen_bit_png_cmyk_jpeg_and_palette_png_decode_to_their_colours(tmp_path):
     Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(tmp_path / "a_grey16.png")
     Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "b_cmyk.jpg", quality=100)

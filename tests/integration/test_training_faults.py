@@ -465,3 +465,5 @@ def test_visualize_checks_both_checkpoints_before_the_run(finished, tmp_path):
         CheckpointError, match="a checkpoint of backbone 'tiny_cnn', but this run uses backbone 'vit_b_32'"
     ):
         check(VisualizeConfig(vq_checkpoint=good, baseline_checkpoint=good, model="vit"), esq.load_plugins())
+    result, run = esq_run(tmp_path, "visualize", "--vq-checkpoint", good, "--baseline-checkpoint", damaged, expect=1)
+    assert "damaged.ckpt: damaged" in result.output and run is None and not (tmp_path / "runs").exists()

@@ -47,6 +47,7 @@ def esq_pipelines() -> list[PipelineSpec]:
             name="visualize",
             config=visualize.VisualizeConfig,
             run=visualize.run,
+            check=visualize.check,
             summary="Best and worst samples of a quantized model against its baseline (per-sample IoU)",
         ),
         PipelineSpec(

@@ -481,9 +481,14 @@ def _rgb(image: Any) -> Any:
     white, palette, CMYK and the rest through PIL's conversion."""
     from PIL import Image
 
-    if image.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey: 0..65535 → 0..255
-        grey = np.asarray(image, dtype=np.float64) / 257
-        image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
+    if image.mode.startswith("I"):  # 16-bit grey (PIL opens it as I;16 or I): 0..65535 → 0..255
+        grey = np.asarray(image, dtype=np.float64)
+        if grey.size and not (grey.min() >= 0 and grey.max() <= 65535):
+            raise DataError(
+                f"integer pixels in [{grey.min():.0f}, {grey.max():.0f}]; esq reads 8- and 16-bit images "
+                "(0..65535): save it as such"
+            )
+        image = Image.fromarray(np.clip(np.rint(grey / 257), 0, 255).astype(np.uint8))
     elif image.mode == "F":  # 32-bit float grey: PIL's own conversion would clip 0..1 to black
         grey = np.asarray(image, dtype=np.float64)
         low, high = (float(grey.min()), float(grey.max())) if np.isfinite(grey).all() else (np.nan, np.nan)
