@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import fake_plugin
 from esq.cli.main import make_cli
 
 FAKE = str(Path(__file__).with_name("fake_plugin.py"))
@@ -190,6 +191,7 @@ BAD_INPUT = [
     (["run", "echo", "--plugin", FAKE, "--quiet=yes"], "--quiet is a flag and takes no value"),
     (["run", "echo", "extra", "--plugin", FAKE], "unknown argument 'extra'"),
     (["list", "--plugin", "no:"], "--plugin no:: no:NAME needs the name of an installed plugin"),
+    (["run", "demo", "--plugin", FAKE, "--set", "backbone=nope"], "unknown backbone 'nope'"),
 ]
 
 
@@ -208,6 +210,14 @@ def test_toml_syntax_error_in_config_names_file_line_column(tmp_path):
     path.write_text("rows = [1,\n")
     result = esq("run", "echo", "--plugin", FAKE, "--config", str(path))
     assert result.exit_code == 1 and f"{path}: invalid TOML" in result.stderr and "line 2, column 1" in result.stderr
+
+
+def test_a_list_option_takes_comma_separated_values_as_set_does():
+    from esq.cli.pipeline_options import option_layers
+    from esq.config import build_config
+
+    layers = option_layers(fake_plugin.EchoConfig, ["--tag", "a,b", "c", "--tag", "d"], "echo")
+    assert build_config(fake_plugin.EchoConfig, layers, "echo").tags == ["a", "b", "c", "d"]
 
 
 def test_a_config_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):

@@ -3,7 +3,7 @@
 After the pipeline's name, every field ``some_name`` is ``--some-name VALUE`` (or
 ``--some-name=VALUE``, or ``--some_name``; values in TOML syntax, else text, as with ``--set``). A ``bool`` field is a
 flag: ``--some-name`` sets it, ``--no-some-name`` clears it. A list field takes the values up to
-the next option (``--metrics cka rsa``), repeated uses add to them, and a TOML list counts as
+the next option (``--metrics cka rsa``, or ``--metrics cka,rsa``), repeated uses add to them, and a TOML list counts as
 its items. A field's metadata may add spellings:
 ``"option"`` names another option for it (``--model-path`` for ``model_paths``), and ``"negative"``
 names a flag that sets a ``bool`` field false (``--skip-text-to-image``).
@@ -118,6 +118,9 @@ def option_layers(config_type: type, args: list[str], pipeline: str) -> list[Lay
             index = end - 1
         index += 1
         values = [text if target.text else parse_value(text) for text in texts]
+        if target.kind == "item":  # --metrics cka,rsa as --set metrics=cka,rsa
+            values = [part.strip() for v in values for part in (v.split(",") if isinstance(v, str) else [v])]
+            values = [v for v in values if v != ""]
         if target.kind == "item":
             previous = layers.get(target.field, (name, {target.field: []}))[1][target.field]
             items = previous if isinstance(previous, list) else []

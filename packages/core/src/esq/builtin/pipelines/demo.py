@@ -94,7 +94,11 @@ def check(config: DemoConfig, plugins: Any) -> None:
     """Before the run directory exists: the components are installed, and take these options."""
     backbones, quantizers, metrics = (plugins.registry(kind) for kind in ("backbones", "quantizers", "metrics"))
     needs = (
-        ("segmentation backbone", "esq-backbones", [config.backbone] if config.backbone in backbones.names() else []),
+        (
+            "segmentation backbone",
+            "esq-backbones",
+            [spec.name for spec in backbones.specs() if spec.task == "segmentation"],
+        ),
         ("quantizer", "esq-quantizers", quantizer_names(config, plugins)),
         ("similarity metric", "esq-metrics", metric_names(config, plugins)),
     )
