@@ -200,6 +200,8 @@ def test_empty_and_unreadable_image_folders_name_the_problem(tmp_path):
         ("distribution_models={gmm={}}", "distribution_models.gmm: give its options"),
         ("device=banana", "device must be a torch device"),
         ("backbone_options.tiny_cnn.widht=3", "backbone_options.tiny_cnn"),
+        ('layer_configs={x=["block9"]}', "layer_configs.x: tiny_cnn: unknown layer 'block9' (did you mean"),
+        ("layer_configs={x=[7]}", "layer_configs.x: tiny_cnn: layer index 7"),
     ],
 )
 def test_a_mistake_in_any_table_is_refused_before_the_run(tmp_path, setting, message):

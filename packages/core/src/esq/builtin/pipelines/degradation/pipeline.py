@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from esq import ConfigError, PipelineConfig, Results, RunContext, check_device, check_options, did_you_mean
+from esq import (
+    ConfigError,
+    EsqError,
+    PipelineConfig,
+    Results,
+    RunContext,
+    check_device,
+    check_options,
+    did_you_mean,
+)
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"n_reference": 50, "n_evaluation": 25, "transforms": ["raw"], "metrics": ["fid", "kid", "cmmd"]},
@@ -185,6 +194,26 @@ def check_distribution_models(config: DegradationConfig, components: Any) -> Non
             )
 
 
+def check_layer_names(backbones: Any, name: str, options: dict[str, Any], layer_configs: dict[str, list]) -> None:
+    """Each layer ``layer_configs`` names is one backbone ``name`` has: asked of the backbone built
+    on torch's meta device without weights (nothing is read); one that cannot be built there is
+    checked when the run builds it."""
+    import torch
+
+    from esq.builtin.pipelines.degradation.extraction import resolve_layers
+
+    try:
+        with torch.device("meta"):
+            backbone = backbones.create(name, **{**options, **({"weights": "none"} if "weights" in options else {})})
+    except Exception:
+        return
+    for group, layers in layer_configs.items():
+        try:
+            resolve_layers(backbone, list(layers))
+        except EsqError as error:
+            raise ConfigError(f"layer_configs.{group}: {error}") from None
+
+
 def check(config: DegradationConfig, plugins: Any) -> None:
     """Before the run directory exists: every component is installed and takes its options. The
     backbones' options are checked against their signatures only: a run the activation cache
@@ -206,6 +235,8 @@ def check(config: DegradationConfig, plugins: Any) -> None:
         check_options(f"backbone_options.{name}: backbone {name!r}", backbones.spec(name).builder(), options)
         if config.layer_configs is None and not declares_default_layer(backbones.spec(name).builder()):
             raise ConfigError(no_default_layer(name, config.mode))
+        if config.layer_configs is not None:
+            check_layer_names(backbones, name, options, config.layer_configs)
     for name in config.mode_value("transforms"):
         parse_transform(name, config.pca_dim)
     for name in config.metric_options:
