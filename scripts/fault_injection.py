@@ -111,7 +111,7 @@ class Scenario:
 
 
 def runs_of(workdir: Path, pipeline: str) -> list[Path]:
-    return sorted((workdir / pipeline).glob("*"))
+    return sorted((workdir / "runs" / pipeline).glob("*"))
 
 
 def finished_run(pipeline: str) -> Callable[[Path], list[str]]:
@@ -186,10 +186,10 @@ def sigterm_then_resume(root: Path) -> list[str]:
     that --resume finishes from."""
     workdir = root / "sigterm"
     workdir.mkdir()
-    command = [sys.executable, "-m", "esq", "run", "squeeze", *TINY_TRAINING[:-1], "20", "--output-dir", "."]
+    command = [sys.executable, "-m", "esq", "run", "squeeze", *TINY_TRAINING[:-1], "20", "--output-dir", "runs"]
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not list(workdir.glob("squeeze/*/checkpoints/*.ckpt")):
+    while not list(workdir.glob("runs/squeeze/*/checkpoints/*.ckpt")):
         if process.poll() is not None or time.monotonic() > deadline:
             return [f"no checkpoint appeared (rc {process.poll()})"]
         time.sleep(0.2)
