@@ -103,11 +103,13 @@ def problems_in(tree: Path) -> list[str]:
 
 @dataclass
 class Scenario:
-    """``command`` from a fresh workdir, started again after the kill; ``check`` its result."""
+    """``command`` from a fresh workdir (``prepare`` fills it first), started again after the
+    kill; ``check`` its result."""
 
     name: str
     command: list[str]
     check: Callable[[Path], list[str]]
+    prepare: Callable[[Path], None] = lambda workdir: None
 
 
 def runs_of(workdir: Path, pipeline: str) -> list[Path]:
@@ -147,6 +149,33 @@ CACHE_BUILD = [
     *("--set", 'degradations={blur={type="gaussian_blur", levels=[1.0, 2.0]}}'),
 ]
 
+FINISHED_FIRST = "the command finished before the kill"
+LMDB_BUILD = ["clip", "build-lmdb", "--datapath", "data", "--dataset", "TOY", "--splits", "valid"]
+
+
+def clip_dataset_with_an_lmdb(workdir: Path) -> None:
+    """A small CN-CLIP split (tests' own writer) and its LMDB: the kills fall in a rebuild, whose
+    swap must leave the old or the new database."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "plugins-clip"))
+    from clip_dataset import write_split
+    from PIL import Image
+
+    images = {100 + index: Image.new("RGB", (24, 24), (index * 20, 90, 160)) for index in range(12)}
+    texts = [(index, f"文本{index}", [100 + index]) for index in range(12)]
+    write_split(workdir / "data" / "datasets" / "TOY", "valid", images, texts)
+    subprocess.run([sys.executable, "-m", "esq", *LMDB_BUILD], cwd=workdir, check=True, capture_output=True)
+
+
+def lmdb_readable(workdir: Path) -> list[str]:
+    from esq_clip.splits import open_split
+
+    try:
+        split = open_split(workdir / "data", "TOY", "valid", source="lmdb")
+    except Exception as error:
+        return [f"lmdb/valid not readable: {error}"]
+    return [] if len(split.image_ids) == 12 and len(split.texts) == 12 else ["lmdb/valid incomplete"]
+
+
 SCENARIOS = [
     Scenario(
         "squeeze",
@@ -156,15 +185,29 @@ SCENARIOS = [
         finished_run("squeeze"),
     ),
     Scenario("cache build", esq_command(*CACHE_BUILD), cache_entries_complete),
+    Scenario("clip build-lmdb", esq_command(*LMDB_BUILD), lmdb_readable, clip_dataset_with_an_lmdb),
 ]
 
 
-def one_case(scenario: Scenario, kill_at: int, root: Path) -> list[str]:
-    workdir = root / f"{scenario.name.replace(' ', '-')}-{kill_at}"
+def killed(scenario: Scenario, workdir: Path, kill_at: int, kill_after: float) -> int:
+    """Run the command, killed at event ``kill_at`` or after ``kill_after`` seconds; its return code."""
+    if not kill_after:
+        return run(scenario.command, workdir, kill_at).returncode
+    environment = {**os.environ, "FAULT_KILL_AT": "0", "FAULT_EVENTS": str(workdir / "events.txt")}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(scenario.command, cwd=workdir, env=environment, **quiet)
+    time.sleep(kill_after)
+    process.kill()
+    return process.wait()
+
+
+def one_case(scenario: Scenario, root: Path, kill_at: int = 0, kill_after: float = 0.0) -> list[str]:
+    workdir = root / f"{scenario.name.replace(' ', '-')}-{kill_at}-{kill_after:.2f}"
     workdir.mkdir()
-    first = run(scenario.command, workdir, kill_at)
-    if kill_at and first.returncode != -signal.SIGKILL:
-        return [f"was not killed at event {kill_at} (rc {first.returncode})"]
+    scenario.prepare(workdir)
+    returncode = killed(scenario, workdir, kill_at, kill_after)
+    if returncode != -signal.SIGKILL:
+        return [FINISHED_FIRST] if kill_after and returncode == 0 else [f"was not killed (rc {returncode})"]
     again = run(scenario.command, workdir)
     if again.returncode != 0:
         return [f"start after the kill failed (rc {again.returncode}): {again.stderr.strip()[-300:]}"]
@@ -172,13 +215,18 @@ def one_case(scenario: Scenario, kill_at: int, root: Path) -> list[str]:
     return problems_in(workdir) + scenario.check(workdir)
 
 
-def count_events(scenario: Scenario, root: Path) -> int:
+def count_events(scenario: Scenario, root: Path) -> tuple[int, float]:
+    """How many events the command has, and how long it runs."""
     workdir = root / f"{scenario.name.replace(' ', '-')}-count"
     workdir.mkdir()
+    scenario.prepare(workdir)
+    (workdir / "events.txt").unlink(missing_ok=True)
+    started = time.monotonic()
     result = run(scenario.command, workdir)
     if result.returncode != 0:
         sys.exit(f"{scenario.name}: the command itself fails: {result.stderr.strip()[-500:]}")
-    return len((workdir / "events.txt").read_text().splitlines())
+    events = workdir / "events.txt"
+    return (len(events.read_text().splitlines()) if events.exists() else 0), time.monotonic() - started
 
 
 def sigterm_then_resume(root: Path) -> list[str]:
@@ -242,13 +290,24 @@ def main() -> None:
     for scenario in SCENARIOS:
         if arguments.only and scenario.name not in arguments.only:
             continue
-        events = count_events(scenario, root)
+        events, seconds = count_events(scenario, root)
+        # where the writes are not Python's to see (LMDB's own, a rename through libc), kill on a clock
+        cases = [(f"event {n}/{events}", {"kill_at": n}) for n in range(1, events + 1)] or [
+            (f"{share:.0%} of its {seconds:.1f} s", {"kill_after": seconds * share})
+            for share in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)  # the writing comes after start-up
+        ]
         clean = 0
-        for kill_at in range(1, events + 1):
-            problems = one_case(scenario, kill_at, root)
+        tried = 0
+        for label, kill in cases:
+            problems = one_case(scenario, root, **kill)
+            if problems == [FINISHED_FIRST]:
+                print(f"{scenario.name}: kill -9 at {label}: {FINISHED_FIRST} (not counted)", flush=True)
+                continue
+            tried += 1
             clean += not problems
-            print(f"{scenario.name}: kill -9 at event {kill_at}/{events}: {'; '.join(problems) or 'clean'}", flush=True)
-        table.append((f"{scenario.name}: kill -9 at each write and rename", events, clean))
+            print(f"{scenario.name}: kill -9 at {label}: {'; '.join(problems) or 'clean'}", flush=True)
+        what = "each write and rename" if events else "moments through its run"
+        table.append((f"{scenario.name}: kill -9 at {what}", tried, clean))
     extra = {
         "SIGTERM mid-epoch, then --resume": lambda: sigterm_then_resume(root),
         "two concurrent cache builds": lambda: concurrent_cache(root, CACHE_BUILD),
