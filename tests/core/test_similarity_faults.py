@@ -55,6 +55,8 @@ def bad_files(folder: Path) -> dict[str, Path]:
     }
     torch.save({"features": torch.from_numpy(good()).to(torch.complex64)}, folder / "complex.pt")
     files["complex_pt"] = folder / "complex.pt"
+    files["text_npy"] = folder / "text.npy"  # not a .npy at all: numpy would blame pickling
+    files["text_npy"].write_text("1,2\n3,4\n")
     files["pickle_pt"] = folder / "pickle.pt"  # a plain pickle: torch.load(weights_only) refuses it at length
     files["pickle_pt"].write_bytes(pickle.dumps(good(), protocol=4))
     return files
@@ -80,6 +82,7 @@ CASES = [
     ("ragged", ["--features-a", "{ragged}", "--features-b", "{b}"], "ragged.npy"),
     ("pickle_pt", ["--features-a", "{b}", "--features-b", "{pickle_pt}"], "pickle.pt: torch cannot read it"),
     ("nan", ["--features-a", "{b}", "--features-b", "{nan}"], "features_b"),
+    ("text_npy", ["--features-a", "{text_npy}", "--features-b", "{b}"], "text.npy: not a .npy file"),
     ("fewer_rows", ["--features-a", "{b}", "--features-b", "{fewer_rows}"], "fewer.npy"),
     ("one_dimensional", ["--features-a", "{one_dimensional}", "--features-b", "{b}"], "flat.npy"),
     *[(f"results_{name}", ["--results", f"{{results_{name}}}"], f"results_{name}.json") for name in RESULTS],

@@ -74,6 +74,9 @@ def feature_file(path: str | Path, option: str) -> Path:
     return path
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def read_features(path: str | Path, option: str) -> np.ndarray:
     """A 2-D float array from a features file, or a ``DataError`` naming the file and option."""
     path = feature_file(path, option)
@@ -81,6 +84,9 @@ def read_features(path: str | Path, option: str) -> np.ndarray:
         raise DataError(f"{option} {path}: unknown format; use {', '.join(FEATURE_SUFFIXES)}")
     try:
         if path.suffix == ".npy":
+            with open(path, "rb") as handle:
+                if handle.read(6) != NPY_MAGIC:
+                    raise DataError(f"{option} {path}: not a .npy file; save the features with numpy.save")
             array = np.load(path, allow_pickle=False)
         elif path.suffix == ".safetensors":
             from safetensors.numpy import load_file
