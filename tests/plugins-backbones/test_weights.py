@@ -115,9 +115,7 @@ def test_unreadable_missing_and_unsafe_files_are_refused(tmp_path):
         create("tiny_cnn", weights=str(tmp_path / "nothing.pth"))
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(
-        CheckpointError, match="tiny_cnn: weights file .*: torch cannot read it"
-    ):
+    with pytest.raises(CheckpointError, match="tiny_cnn: weights file .*: torch cannot read it"):
         create("tiny_cnn", weights=str(corrupt))
     corrupt.write_text("epoch,loss\n1,0.5\n")
     with pytest.raises(CheckpointError, match="weights file .*: torch cannot read it"):
