@@ -122,20 +122,6 @@ def test_the_cuda_device_without_one_is_refused_before_the_run(tmp_path, monkeyp
     assert run_directories(tmp_path) == []
 
 
-def test_a_metric_that_cannot_run_on_this_many_rows_is_a_failed_row_and_the_others_are_kept(tmp_path):
-    pytest.importorskip("esq_metrics")
-    a, b = (write_npy(tmp_path / f"{name}.npy", good(10) + index) for index, name in enumerate("ab"))
-    options = ["--features-a", str(a), "--features-b", str(b), "--metrics", "cka", "jaccard_knn", "--json"]
-    result = CliRunner().invoke(make_cli(), ["run", "similarity", *options, "--output-dir", str(tmp_path / "runs")])
-    assert result.exit_code == 3, result.output
-    rows = {row["metric"]: row for row in json.loads(result.stdout)}
-    assert rows["cka"]["status"] == "ok" and rows["cka"]["value"] == pytest.approx(1.0)
-    assert rows["jaccard_knn"]["status"] == "failed" and "k=10" in rows["jaccard_knn"]["error"]
-    (run,) = run_directories(tmp_path)
-    assert json.loads((run / "results.json").read_text())["status"] == "partial"
-    assert json.loads((run / "similarity.json").read_text()) == {"features": {"cka": rows["cka"]["value"]}}
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
