@@ -26,8 +26,9 @@ from esq import (
     load_plugins,
 )
 from esq.config import read_toml
+from esq.output import rows_to_csv
 from esq.run_directories import hold
-from esq.runner import rows_to_csv, run_pipeline
+from esq.runner import run_pipeline
 
 ECHO = PipelineSpec(name="echo", config=fake_plugin.EchoConfig, run=fake_plugin.echo, summary="Echo")
 PLUGINS = load_plugins([], environ={})

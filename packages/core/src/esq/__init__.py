@@ -11,6 +11,7 @@ the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``che
 ``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed),
 atomic writes (``write_atomic``, ``open_atomic``), ``load_torch_file`` (a torch file read
 safely, its checksums verified), and for a command ``plugin_options``,
+``format_options`` (``--format``/``--json``) with ``print_rows``,
 ``print_table`` and ``print_json``. This module does not import torch.
 """
 
@@ -35,7 +36,7 @@ from esq.hookspecs import hookimpl
 from esq.lazy_import import lazy
 from esq.names import did_you_mean
 from esq.options import WithOptions, options_of
-from esq.output import print_json, print_table
+from esq.output import format_options, print_json, print_rows, print_table
 from esq.plugins import Plugins, core_version, load_plugins
 from esq.registries import KINDS, Registry, check_options
 from esq.results import Results, RunContext, failed_row
@@ -114,6 +115,7 @@ __all__ = [
     "error_line",
     "exact_top_k",
     "failed_row",
+    "format_options",
     "hookimpl",
     "lazy",
     "load_plugins",
@@ -123,6 +125,7 @@ __all__ = [
     "paired_features",
     "plugin_options",
     "print_json",
+    "print_rows",
     "print_table",
     "registry",
     "run_file_name",

@@ -13,8 +13,6 @@ trainer, so those processes (``LOCAL_RANK`` > 0) work in the first one's directo
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
 import os
@@ -31,6 +29,7 @@ from esq.config import config_to_dict, write_config
 from esq.console import OnceFilter
 from esq.errors import ConfigError, DataError, PluginError, RunInterrupted, error_line
 from esq.files import json_ready, to_json, write_atomic
+from esq.output import rows_to_csv
 from esq.plugins import Plugins, core_version
 from esq.results import FAILED, Results, RunContext
 from esq.run_directories import RUN_LOG, hold, new_run_directory
@@ -106,18 +105,6 @@ class RunLogFilter(OnceFilter):
     def filter(self, record: logging.LogRecord) -> bool:
         wanted = record.name == "esq" or record.name.startswith("esq.") or record.levelno >= logging.WARNING
         return wanted and super().filter(record)
-
-
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    """Tidy rows as CSV text; columns in order of first appearance."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _json_problem(value: Any) -> str | None:

@@ -1,4 +1,4 @@
-"""``esq weights [BACKBONE] [--json] [--check]``: the files ``weights="default"`` reads, where
+"""``esq weights [BACKBONE] [--format FORMAT] [--check]``: the files ``weights="default"`` reads, where
 each must be put, and whether it is there, so an offline machine can be prepared in advance."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from esq import Plugins, plugin_options, print_json
+from esq import Plugins, format_options, plugin_options, print_rows
 
 
 def weight_rows(spec: Any) -> list[dict[str, Any]]:
@@ -35,17 +35,15 @@ def weight_rows(spec: Any) -> list[dict[str, Any]]:
 
 @click.command("weights")
 @click.argument("backbone", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--check", is_flag=True, help="Exit with status 1 when a listed file is missing.")
+@format_options
 @plugin_options
-def weights(backbone: str | None, as_json: bool, check: bool, plugins: Plugins) -> None:
+def weights(backbone: str | None, check: bool, output_format: str, plugins: Plugins) -> None:
     """Where each backbone's pretrained weights go (weights="default"), and whether they are there."""
     registry = plugins.registry("backbones")
     specs = [registry.spec(backbone)] if backbone else registry.specs()
     rows = [row for spec in specs for row in weight_rows(spec)]
-    if as_json:
-        print_json(rows)
-    else:
+    if output_format == "table":
         click.echo(
             'Files weights="default" reads (esq never downloads: put each at the path shown, or pass weights=PATH):'
         )
@@ -54,5 +52,7 @@ def weights(backbone: str | None, as_json: bool, check: bool, plugins: Plugins) 
             click.echo(f"{row['backbone']:<{width}}  {row['status']:<8}  {row.get('file', '')}".rstrip())
             if row.get("source") and row["status"] != "present":
                 click.echo(f"{'':<{width}}  download: {row['source']}")
+    else:
+        print_rows("weights", rows, output_format)
     if check and any(row["status"] == "missing" for row in rows):
         raise SystemExit(1)

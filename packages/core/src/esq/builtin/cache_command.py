@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from esq import Plugins, plugin_options, print_json, print_table, stderr
+from esq import Plugins, format_options, plugin_options, print_json, print_rows, stderr
 
 CACHE_DIR_HELP = "Cache folder (default: $ESQ_CACHE_DIR, else ~/.cache/esq/activations)."
 
@@ -111,18 +111,18 @@ def _rows(entries: list[Any]) -> list[dict[str, Any]]:
 
 @cache.command("ls")
 @click.option("--cache-dir", help=CACHE_DIR_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_entries(cache_dir: str | None, as_json: bool) -> None:
+@format_options
+def list_entries(cache_dir: str | None, output_format: str) -> None:
     """List cache entries: backbone, layer, image set, size, complete or not."""
     from esq.builtin.cache import ActivationCache
 
     store = ActivationCache(cache_dir)
     rows = _rows(store.entries())
-    if as_json:
+    if output_format == "json":
         print_json(rows)
     elif rows:
-        columns = [column for column in rows[0] if column != "entry"]  # the folder name: in --json
-        print_table(f"activation cache: {store.root}", rows, columns)
+        columns = [column for column in rows[0] if column != "entry"] if output_format == "table" else None
+        print_rows(f"activation cache: {store.root}", rows, output_format, columns)  # the entry folder: not in tables
     else:
         click.echo(f"activation cache {store.root}: empty")
 

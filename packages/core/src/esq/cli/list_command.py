@@ -1,4 +1,4 @@
-"""``esq list [KIND] [--json]``: the installed components, with the plugin that provides each."""
+"""``esq list [KIND] [--format FORMAT]``: the installed components, with the plugin that provides each."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from esq.commands import plugin_options
-from esq.output import print_json, print_table
+from esq.output import format_options, print_json, print_rows, print_table
 from esq.plugins import Plugins
 from esq.registries import KINDS
 
@@ -26,16 +26,22 @@ def component_rows(registry: Any) -> list[dict[str, Any]]:
 
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(list(KINDS)))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@format_options
 @plugin_options
-def list_components(kind: str | None, as_json: bool, plugins: Plugins) -> None:
+def list_components(kind: str | None, output_format: str, plugins: Plugins) -> None:
     """List installed components: all kinds, or one KIND."""
     kinds = [kind] if kind else list(KINDS)
     listing = {name: component_rows(plugins.registry(name)) for name in kinds}
-    if as_json:
+    if output_format == "json":
         print_json(listing[kind] if kind else listing)
         return
-    for name, rows in listing.items():
+    if output_format != "table":  # one table: of KIND, or of every kind told apart by a column
+        every = listing[kind] if kind else [{"kind": name, **row} for name, rows in listing.items() for row in rows]
+        print_rows(kind or "components", every, output_format)
+        return
+    for number, (name, rows) in enumerate(listing.items()):
+        if number:
+            click.echo()
         if rows:
             print_table(name, rows)
         else:

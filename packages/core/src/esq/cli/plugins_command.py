@@ -1,4 +1,4 @@
-"""``esq plugins [--json]``: every plugin found, its version, status, hooks and components."""
+"""``esq plugins [--format FORMAT]``: every plugin found, its version, status, hooks and components."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from esq.commands import plugin_options
-from esq.output import print_json, print_table
+from esq.output import format_options, print_json, print_rows
 from esq.plugins import PluginInfo, Plugins
 
 
@@ -34,16 +34,17 @@ def _provides_text(provides: dict[str, list[str]]) -> str:
 
 
 @click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@format_options
 @plugin_options
-def plugins(as_json: bool, plugins: Plugins) -> None:
+def plugins(output_format: str, plugins: Plugins) -> None:
     """List plugins: name, version, status, hooks and the components each provides."""
     rows = [plugin_row(info) for info in plugins.infos]
-    if as_json:
+    if output_format == "json":
         print_json(rows)
         return
-    print_table(
+    print_rows(
         "plugins",
         [{**row, "provides": _provides_text(row["provides"])} for row in rows],
+        output_format,
         ["name", "distribution", "version", "status", "hooks", "provides"],
     )

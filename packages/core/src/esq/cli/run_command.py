@@ -15,7 +15,7 @@ from esq.commands import context_plugins, plugin_options
 from esq.config import build_config, config_layers
 from esq.console import stderr
 from esq.errors import EsqError
-from esq.output import format_cell, print_json, print_table
+from esq.output import format_cell, format_options, print_rows
 from esq.plugins import Plugins
 from esq.runner import run_pipeline
 
@@ -115,7 +115,7 @@ class RunCommand(click.Command):
     help="Runs go to OUTPUT_DIR/PIPELINE/TIMESTAMP-NAME/.",
 )
 @click.option("--seed", type=int, help="Seed for every random generator (the config's `seed`).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@format_options
 @plugin_options
 @click.pass_context
 def run(
@@ -125,7 +125,7 @@ def run(
     set_options: tuple[str, ...],
     output_dir: Path,
     seed: int | None,
-    as_json: bool,
+    output_format: str,
     plugins: Plugins,
 ) -> None:
     """Run PIPELINE and write its run directory; the pipelines are listed below, and
@@ -136,11 +136,10 @@ def run(
     finished = run_pipeline(spec, config, output_dir, plugins)
     if finished.worker:
         return
-    if as_json:
-        print_json(finished.results.rows)
-    else:
-        shown = finished.results.table if finished.results.table is not None else finished.results.rows
-        print_table(f"esq run {pipeline}", shown)
+    shown = finished.results.table if finished.results.table is not None else finished.results.rows
+    print_rows(
+        f"esq run {pipeline}", finished.results.rows if output_format in ("json", "csv") else shown, output_format
+    )
     stderr.print(f"run directory: {finished.directory}", highlight=False)
     if failed := finished.results.failed_rows:
         stderr.print(
