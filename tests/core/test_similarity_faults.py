@@ -192,7 +192,7 @@ def test_a_checkpoint_whose_file_name_is_not_utf8_is_scored_under_a_printable_na
 def test_a_checkpoint_whose_data_is_not_here_names_the_checkpoint_and_the_override(tmp_path, checkpoint):
     folder = tmp_path / "models"
     folder.mkdir()
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     saved["hyper_parameters"]["data"]["dataset"] = "gone"
     torch.save(saved, folder / "moved.ckpt")
     shutil.copy(checkpoint, folder / "good.ckpt")

@@ -20,18 +20,11 @@ from esq.builtin.data.segmentation import open_segmentation
 from esq.builtin.training.segmentation_metrics import SegmentationScores
 from esq.cli.main import make_cli
 from esq.errors import CheckpointError
+from training_runs import esq_run
 
 SMALL = ["--synthetic-size", "30", "--image-size", "32", "--batch-size", "8", "--lr", "1e-3", "--epochs", "1"]
 # for a folder dataset, which synthetic_size would not apply to
 FILES_SMALL = SMALL[2:]
-
-
-def esq_run(tmp_path: Path, pipeline: str, *options: str, expect: int = 0):
-    arguments = ["run", pipeline, *options, "--output-dir", str(tmp_path / "runs"), "--json"]
-    result = CliRunner().invoke(make_cli(), arguments)
-    assert result.exit_code == expect, result.output
-    runs = sorted((tmp_path / "runs" / pipeline).glob("*"), key=lambda path: path.stat().st_mtime)
-    return result, (runs[-1] if runs else None)
 
 
 @pytest.fixture(scope="module")

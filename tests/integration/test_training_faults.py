@@ -15,24 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import esq
 from esq.builtin.checkpoints import load_checkpoint
-from esq.cli.main import make_cli
 from esq.errors import CheckpointError
+from training_runs import esq_run
 
 TINY = ["--image-size", "32", "--batch-size", "4", "--lr", "1e-3"]
 SMALL = ["--synthetic-size", "12", *TINY, "--epochs", "1"]
 ESQ = str(Path(sys.executable).with_name("esq"))
-
-
-def esq_run(tmp_path: Path, pipeline: str, *options: str, expect: int = 0):
-    arguments = ["run", pipeline, *options, "--output-dir", str(tmp_path / "runs"), "--json"]
-    result = CliRunner().invoke(make_cli(), arguments)
-    assert result.exit_code == expect, result.output
-    runs = sorted((tmp_path / "runs" / pipeline).glob("*"), key=lambda path: path.stat().st_mtime)
-    return result, (runs[-1] if runs else None)
 
 
 @pytest.fixture(scope="module")
