@@ -38,6 +38,7 @@ from esq.names import did_you_mean
 from esq.options import WithOptions, options_of
 from esq.output import format_options, print_json, print_rows, print_table
 from esq.plugins import Plugins, core_version, load_plugins
+from esq.progress import Progress, progress
 from esq.registries import KINDS, Registry, check_options
 from esq.results import Results, RunContext, failed_row
 from esq.run_directories import run_file_name
@@ -91,6 +92,7 @@ __all__ = [
     "PipelineSpec",
     "PluginError",
     "Plugins",
+    "Progress",
     "QuantizerOutput",
     "QuantizerSpec",
     "Registry",
@@ -127,6 +129,7 @@ __all__ = [
     "print_json",
     "print_rows",
     "print_table",
+    "progress",
     "registry",
     "run_file_name",
     "share_run_directory",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from esq.errors import error_line
+from esq.progress import progress
 from esq.run_directories import inside_run
 
 T = TypeVar("T")
@@ -71,14 +72,9 @@ class RunContext:
         return inside_run(self.directory, name)
 
     def progress(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate over ``items`` with a progress bar on stderr."""
+        """Iterate over ``items`` showing progress on stderr: a bar on a terminal, else a line every
+        ~10 s with done/total and the time left (``esq.progress``)."""
         if not self.show_progress:
             yield from items
             return
-        from rich.progress import track
-
-        from esq.console import stderr
-
-        yield from track(
-            items, description=description, total=total, console=stderr, transient=True, disable=not stderr.is_terminal
-        )
+        yield from progress(items, description, total)

@@ -15,7 +15,6 @@ Lightning's own options (``accelerator``, ``devices``, ``strategy``, ``num_nodes
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from esq import ConfigError, Results, RunContext, share_run_directory
 from esq.builtin.data.segmentation import check_masks, open_segmentation, segmentation_loader
-from esq.builtin.training import NO_QUANTIZER
+from esq.builtin.training import NO_QUANTIZER, report
 from esq.builtin.training.checkpoint_state import (
     check_matches,
     checked_hparams,
@@ -33,8 +32,8 @@ from esq.builtin.training.checkpoint_state import (
     training_progress,
 )
 from esq.builtin.training.module import SegmentationModule
+from esq.builtin.training.progress_callback import TrainingProgress
 
-SCORES = ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median", "codebook_usage", "perplexity")
 # Lightning's chatter (GPU available, model summary...) goes to run.log only
 QUIET = ("lightning.pytorch", "lightning.fabric", "lightning")
 # Lightning warnings that say what esq does on purpose: the frozen backbone stays in eval mode, and
@@ -178,7 +177,8 @@ def _quiet_lightning() -> None:
 
 
 def train(config: Any, context: RunContext, quantizer: str, quantizer_options: dict[str, Any]) -> Results:
-    """Train, checkpoint, test; the results' one row is the test split's scores."""
+    """Train, checkpoint, test; the results are the test split's tidy rows (``report.result_rows``)
+    and one wide row to print, the confusion matrix is ``confusion_matrix.csv``."""
     _quiet_lightning()
     sets = _data(config)
     train_set = sets["train"]
@@ -238,9 +238,13 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         config,
         max_epochs=config.epochs,
         logger=_loggers(config, context.path("logs")),
-        callbacks=[checkpoints, LastCheckpoint(context.path("checkpoints"))],
+        callbacks=[
+            checkpoints,
+            LastCheckpoint(context.path("checkpoints")),
+            *([TrainingProgress(f"{config.model} + {quantizer}")] if context.show_progress else []),
+        ],
         default_root_dir=context.directory,
-        enable_progress_bar=context.show_progress and os.isatty(2),
+        enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
         deterministic=False,
@@ -260,19 +264,18 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
             warnings.filterwarnings("ignore", message=message)
         trainer.fit(module, loader["train"], loader["val"], ckpt_path=config.resume)
         best = checkpoints.best_model_path or str(context.path("checkpoints") / "last.ckpt")
-        (tested,) = trainer.test(module, loader["test"], ckpt_path=best, verbose=False)
-    row = {
-        "model": config.model,
-        "quantizer": quantizer,
-        **{name: tested[f"test/{name}"] for name in SCORES if f"test/{name}" in tested},
-        "bits_per_vector": module.bits_per_vector,
-        "compression_ratio": module.compression_ratio,
-    }
+        trainer.test(module, loader["test"], ckpt_path=best, verbose=False)
+    settings = report.setting_columns(config, module, quantizer, trainer.current_epoch)
+    class_names = list(module.hparams.class_names)
+    report.warn_low_usage(context, settings, module.test_report.get("usage"))
     summary = {
         "best_checkpoint": _within(Path(best), context.directory) if best else None,
         "last_checkpoint": "checkpoints/last.ckpt",
         "best_val_mean_iou": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "epochs": trainer.current_epoch,
         "train_images": len(train_set),
+        "class_names": class_names,
+        "confusion_matrix": report.write_confusion_matrix(context, module.test_report, class_names),
     }
-    return Results(rows=[row], summary=summary)
+    rows = report.result_rows(settings, module.test_report, class_names)
+    return Results(rows=rows, summary=summary, table=[report.table_row(settings, module.test_report)])
