@@ -27,7 +27,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "lfq": {"codebook_size": 64, "bottleneck_dim": 16},
     "rvq": {"num_quantizers": 2, "codebook_size": 64, "bottleneck_dim": 16},
 }
-SCORES = ("mean_iou", "bits_per_vector", "compression_ratio")
+# the printed table's columns from training (the similarity metrics follow)
+SCORES = ("mean_iou", "codebook_usage", "bits_per_vector", "compression_ratio")
 
 
 @dataclass
@@ -115,8 +116,8 @@ def check(config: DemoConfig, plugins: Any) -> None:
         check_quantizer(quantizers, name, quantizer_options(config, name), f"quantizer_options.{name}")
 
 
-def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) -> tuple[dict[str, Any], Any]:
-    """Train one model in ``<run>/<label>/``; its test row and the best checkpoint's model."""
+def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) -> tuple[Any, Any]:
+    """Train one model in ``<run>/<label>/``; its results and the best checkpoint's model."""
     from esq.builtin.checkpoints import load_checkpoint
     from esq.builtin.pipelines.squeeze import BaselineConfig
     from esq.builtin.training.trainer import train
@@ -137,7 +138,7 @@ def _train(config: DemoConfig, context: RunContext, label: str, quantizer: str) 
     results = train(
         settings, RunContext(folder, context.log, context.plugins, context.show_progress), quantizer, options
     )
-    return results.rows[0], load_checkpoint(folder / results.summary["best_checkpoint"], context.plugins)
+    return results, load_checkpoint(folder / results.summary["best_checkpoint"], context.plugins)
 
 
 def run(config: DemoConfig, context: RunContext) -> Results:
@@ -149,7 +150,8 @@ def run(config: DemoConfig, context: RunContext) -> Results:
     rows, table = [], []
     for quantizer in context.progress([NO_QUANTIZER, *quantizer_names(config, context)], "models"):
         label = "baseline" if quantizer == NO_QUANTIZER else quantizer
-        row, model = _train(config, context, label, quantizer)
+        trained, model = _train(config, context, label, quantizer)
+        (row,) = trained.table
         test_set = open_segmentation(**{k: v for k, v in model.hparams["data"].items() if k != "split"}, split="test")
         x, y = checkpoint_features(
             model,
@@ -160,15 +162,16 @@ def run(config: DemoConfig, context: RunContext) -> Results:
             batch_size=config.batch_size,
             seed=config.seed,
         )
-        wide = {"model": label, **{name: row[name] for name in SCORES}}
-        for name in SCORES:
-            rows.append({"model": label, "metric": name, "value": row[name]})
+        wide = {"model": label, **{name: row.get(name) for name in SCORES}}
+        trained_rows = [{**trained_row, "model": label} for trained_row in trained.rows]
+        rows += trained_rows
         for name, metric in metrics.items():
             wide[name] = float(metric(x, y).value)
-            rows.append({"model": label, "metric": name, "value": wide[name]})
+            similarity = {"metric": name, "class": None, "level": None, "value": wide[name], "pooling": "tokens"}
+            rows.append({**trained_rows[0], **similarity, "tokens_per_image": config.tokens_per_image})
         context.log.info("%s: mean IoU %.3f, %.1f bits per vector", label, row["mean_iou"], row["bits_per_vector"])
         table.append(wide)
-    shown = [row for row in rows if row["metric"] not in ("bits_per_vector", "compression_ratio")]
+    shown = [row for row in rows if row["metric"] in ("mean_iou", *metrics)]
     plot_metrics(context.path("metrics.png"), shown, f"esq run demo: {config.backbone} on synthetic shapes, test split")
     summary = {"backbone": config.backbone, "epochs": config.epochs, "test_rows_for_metrics": len(x)}
     return Results(rows=rows, summary=summary, table=table)

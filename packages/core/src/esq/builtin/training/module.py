@@ -8,8 +8,10 @@ adapters and the head keep activations for the backward pass.
 Logged: ``train/loss`` (= segmentation loss + ``vq_loss_weight`` × quantizer loss),
 ``train/segmentation_loss``, ``train/quantizer_loss``; on ``val/`` and ``test/``: ``loss``,
 ``mean_iou``, ``pixel_accuracy``, ``sample_iou_mean``, ``sample_iou_median``, and with a
-quantizer ``codebook_usage`` and ``perplexity`` (per batch, averaged); ``bits_per_vector`` and
-``compression_ratio`` once per evaluation.
+quantizer that declares its ``code_radix`` ``codebook_usage``, ``perplexity`` and ``dead_codes``
+over the whole split (``codebook_usage.CodebookUsage``: a histogram of codes, not a mean of
+batches); ``bits_per_vector`` and ``compression_ratio`` once per evaluation. After ``test``,
+``test_report`` holds what a log cannot: per-class IoU, the confusion matrix, usage per level.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from esq import EsqError
 from esq.builtin.training import NO_QUANTIZER, require_segmentation_backbone
+from esq.builtin.training.codebook_usage import CodebookUsage, code_layout
 from esq.builtin.training.losses import segmentation_loss
 from esq.builtin.training.model import SqueezeModel
 from esq.builtin.training.segmentation_metrics import SegmentationScores
@@ -89,7 +92,11 @@ class SegmentationModule(L.LightningModule):
         self.scores = torch.nn.ModuleDict(
             {stage: SegmentationScores(num_classes, ignore_index) for stage in ("val", "test")}
         )
-        self._batch_stats: dict[str, list[float]] = {}
+        layout = code_layout(self.model.quantizer)
+        self.usage = (
+            torch.nn.ModuleDict({stage: CodebookUsage(*layout) for stage in ("val", "test")}) if layout else None
+        )
+        self.test_report: dict[str, Any] = {}
 
     @property
     def feature_dim(self) -> int:
@@ -151,21 +158,23 @@ class SegmentationModule(L.LightningModule):
         logits, output, masks = self._run_batch(batch)
         self.scores[stage].update(logits.argmax(dim=1), masks)
         self.log(f"{stage}/loss", self.loss(logits, masks), batch_size=masks.shape[0], sync_dist=True)
-        if output is not None:
-            for name in ("codebook_usage", "perplexity"):
-                if name in output.stats:
-                    self._batch_stats.setdefault(name, []).append(float(output.stats[name]))
+        if output is not None and self.usage is not None:
+            self.usage[stage].update(output.codes)
 
     def _log_scores(self, stage: str) -> None:
         scores = self.scores[stage].compute()
         for name in ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median"):
             self.log(f"{stage}/{name}", float(scores[name]), sync_dist=True)  # equal on every process
-        for name, values in self._batch_stats.items():
-            self.log(f"{stage}/{name}", sum(values) / len(values), sync_dist=True)
+        usage = self.usage[stage].compute() if self.usage is not None else None
+        for name in ("codebook_usage", "perplexity", "dead_codes") if usage else ():
+            self.log(f"{stage}/{name}", float(usage[name]), sync_dist=True)
         self.log(f"{stage}/bits_per_vector", self.bits_per_vector, sync_dist=True)
         self.log(f"{stage}/compression_ratio", self.compression_ratio, sync_dist=True)
+        if stage == "test":
+            self.test_report = {"scores": scores, "usage": usage}
         self.scores[stage].reset()
-        self._batch_stats = {}
+        if self.usage is not None:
+            self.usage[stage].reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         self._evaluate("val", batch)

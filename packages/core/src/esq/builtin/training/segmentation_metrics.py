@@ -143,6 +143,8 @@ class SegmentationScores(Metric):
     - ``pixel_accuracy``: correct non-ignored pixels / non-ignored pixels;
     - ``sample_iou_mean``, ``sample_iou_median``: mean and median of ``per_sample_iou`` over the
       samples, skipping samples whose pixels were all ignored.
+    - ``confusion_matrix``: the ``num_classes × num_classes`` pixel counts (rows: label, columns:
+      prediction), as lists of ints.
 
     Every value is NaN when no pixel was scored. The confusion matrix is summed and the per-sample
     IoUs concatenated across processes, so the result under DDP is that of one process seeing all
@@ -195,4 +197,5 @@ class SegmentationScores(Metric):
             "pixel_accuracy": float(self.confusion_matrix.diagonal().sum()) / float(scored) if scored else math.nan,
             "sample_iou_mean": float(samples.nanmean()),
             "sample_iou_median": _nan_median(samples),
+            "confusion_matrix": self.confusion_matrix.tolist(),
         }
