@@ -479,3 +479,83 @@ def test_writing_a_note_removes_what_a_killed_note_writer_left(tmp_path):
     cache.write_note({"backbone": "fake"}, {"layers": ["block1"]})
     assert [path.name for path in (tmp_path / "_notes").iterdir()] == [f"{key_digest({'backbone': 'fake'})}.json"]
     assert cache.read_note({"backbone": "fake"}) == {"layers": ["block1"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "spread"),
+    [
+        (["--layers", "7", "9", "12"], ["--layers", "7", "--layers", "9", "--layers", "12"]),
+        (["--layers", "-1", "0", "--mode", "quick"], ["--layers", "-1", "--layers", "0", "--mode", "quick"]),
+        (["--layers=7", "9"], ["--layers=7", "9"]),
+        (["--layers", "7,9", "--layers", "12"], ["--layers", "7,9", "--layers", "12"]),
+        (["--mode", "quick", "--layers", "7", "--", "9"], ["--mode", "quick", "--layers", "7", "--", "9"]),
+    ],
+    ids=["several", "negative-index-then-option", "inline-value", "commas-and-repeats", "double-dash"],
+)
+def test_a_many_valued_option_takes_every_value_up_to_the_next_option(args, spread):
+    from esq.builtin.cache_command import spread_values
+
+    assert spread_values(args, ("--layers", "--backbone")) == spread
+
+
+def test_many_valued_options_split_at_commas():
+    from esq.builtin.cache_command import split_values
+
+    assert split_values(("7,9,", " 12", "block4")) == ["7", "9", "12", "block4"]
+
+
+def described(tmp_path, layer: str, degradation: dict | None = None, source: str = "builtin", **extra) -> None:
+    """One complete entry of the fake backbone with its image source recorded."""
+    cache = ActivationCache(tmp_path, chunk_size=4)
+    keys = {layer: key(layer, degradation=degradation, **extra)}
+    cached_activations(cache, keys, 4, FakeExtract(), label="fake", log=LOG, about={"source": source})
+
+
+def test_cache_ls_sorts_by_backbone_weights_layer_source_then_sets_in_reading_order(tmp_path):
+    for layer in ("block10", "block2"):
+        for level in (10, 2):
+            described(tmp_path, layer, {"type": "gaussian_noise", "level": level})
+        described(tmp_path, layer, set="evaluation")
+        described(tmp_path, layer)
+    described(tmp_path, "block2", images="photos", source=str(tmp_path / "photos"))
+    listed = [(row["layer"], row["source"], row["images"]) for row in listing(tmp_path)]
+    sets = ["reference", "evaluation", "gaussian_noise 2", "gaussian_noise 10"]
+    assert listed == [
+        *[("block2", "built-in", images) for images in sets],
+        ("block2", f"folder {tmp_path / 'photos'}", "reference"),
+        *[("block10", "built-in", images) for images in sets],
+    ]
+    assert listing(tmp_path) == listing(tmp_path)
+
+
+def test_cache_ls_tells_random_init_from_pretrained_and_built_in_from_folder_images(tmp_path):
+    described(tmp_path, "block1", weights="none", source="synthetic")
+    described(tmp_path, "block2", images="photos", weights="default", source=str(tmp_path / "photos"))
+    described(tmp_path, "block3", weights={"path": str(tmp_path / "best.ckpt"), "bytes": 1}, source="builtin")
+    described(tmp_path, "block4")  # a backbone that takes no weights is random-initialised
+    listed = {row["layer"]: (row["weights"], row["source"]) for row in listing(tmp_path)}
+    assert listed == {
+        "block1": ("random-init", "synthetic"),
+        "block2": ("pretrained", f"folder {tmp_path / 'photos'}"),
+        "block3": ("file best.ckpt", "built-in"),
+        "block4": ("random-init", "built-in"),
+    }
+
+
+def test_the_image_source_is_no_part_of_the_key(tmp_path):
+    described(tmp_path, "block1", source="builtin")
+    (entry,) = ActivationCache(tmp_path).entries()
+    assert entry.directory.name == ActivationCache(tmp_path, chunk_size=4).entry(key("block1")).directory.name
+    assert entry.key["about"] == {"source": "builtin"}
+
+
+def test_cache_ls_ends_with_the_totals_and_keeps_json_and_csv_data_alone(populated):
+    table = esq("ls", "--cache-dir", str(populated))
+    rows = listing(populated)
+    size = sum(row["MB"] for row in rows)
+    line = f"5 entries, {size:.2f} MB: 4 complete, 1 incomplete in {populated}"
+    assert table.stdout.rstrip("\n").endswith(line)
+    for output_format in ("json", "csv"):
+        result = esq("ls", "--cache-dir", str(populated), "--format", output_format)
+        assert line not in result.stdout and line in result.stderr
+    assert esq("ls", "--cache-dir", str(populated), "--format", "markdown").stdout.rstrip("\n").endswith(line)

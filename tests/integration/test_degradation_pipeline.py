@@ -306,3 +306,23 @@ def test_the_random_weights_warning_suggests_only_what_the_backbone_takes(backbo
 
     context = SimpleNamespace(registry=load_plugins().registry)
     assert pretrained_hint(backbone, context).endswith(hint)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--backbone", "tiny_cnn", "tiny_vit", "--layers", "0", "-1"],
+        ["--backbone", "tiny_cnn,tiny_vit", "--layers", "0,-1"],
+        ["--backbone", "tiny_cnn", "--backbone", "tiny_vit", "--layers", "0", "--layers", "-1"],
+    ],
+    ids=["several-after-one-flag", "commas", "repeated"],
+)
+def test_cache_build_options_take_several_values_as_nargs_plus(tmp_path, monkeypatch, arguments):
+    from esq.builtin.pipelines.degradation import extraction
+
+    built = []
+    monkeypatch.setattr(extraction, "extract_backbone", lambda config, name, *_: built.append((name, config)))
+    result = esq("cache", "build", *arguments, "--mode", "quick", "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 0, result.output
+    assert [name for name, _ in built] == ["tiny_cnn", "tiny_vit"]
+    assert built[0][1].layer_configs == {"0": [0], "-1": [-1]} and built[0][1].mode == "quick"

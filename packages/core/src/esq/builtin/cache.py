@@ -251,15 +251,18 @@ class ActivationCache:
                     stale.unlink(missing_ok=True)
             write_atomic(notes / f"{key_digest(key)}.json", to_json(value) + "\n")
 
-    def begin(self, entry: CacheEntry, key: dict[str, Any]) -> None:
+    def begin(self, entry: CacheEntry, key: dict[str, Any], about: dict[str, Any] | None = None) -> None:
         """Start or resume ``entry`` (its lock held): what a killed writer left is removed, and
-        ``key.json`` written when it is missing or damaged."""
+        ``key.json`` written when it is missing or damaged. ``about`` (what ``esq cache ls``
+        shows, such as where the images came from) is kept in ``key.json`` under ``"about"``
+        but is no part of the key: it changes no digest."""
         for leftover in entry.leftovers():
             leftover.unlink(missing_ok=True)
         try:
             entry.key  # noqa: B018 - reading it is the check
         except DataError:
-            write_atomic(entry.directory / "key.json", to_json({**key, "dtype": self.dtype}) + "\n")
+            described = {**key, "dtype": self.dtype, **({"about": about} if about else {})}
+            write_atomic(entry.directory / "key.json", to_json(described) + "\n")
 
     def write_chunk(self, entry: CacheEntry, index: int, array: np.ndarray) -> None:
         buffer = io.BytesIO()
@@ -303,20 +306,30 @@ def cached_activations(
     label: str,
     log: logging.Logger,
     chunk_size: int = 64,
+    about: dict[str, Any] | None = None,
+    progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Each layer's activations on ``count`` images, as chunks, from the cache where it has them.
 
     ``keys`` maps each layer to its cache key; ``extract(start, stop, layers)`` runs the backbone
     on images ``start`` … ``stop - 1`` and returns ``{layer: array}``. Without a cache (``None``)
     everything is extracted in memory. Logs ``CACHE HIT`` or ``CACHE MISS`` with ``label``.
+    ``about`` goes to each new entry's ``key.json`` (:meth:`ActivationCache.begin`);
+    ``progress(items, description, total)`` (a run's ``context.progress``) wraps the loop over
+    the chunks the backbone runs on.
     """
+
+    def chunks(bounds: list[tuple[int, int]]) -> Iterable[tuple[int, tuple[int, int]]]:
+        numbered = enumerate(bounds)
+        return progress(numbered, f"{label}: extracting", len(bounds)) if progress is not None else numbered
+
     if count < 1:
         raise DataError(f"{label}: no images to extract activations from")
     size = cache.chunk_size if cache is not None else chunk_size
     bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
     if cache is None:
         parts: dict[str, list[np.ndarray]] = {layer: [] for layer in keys}
-        for start, stop in bounds:
+        for _, (start, stop) in chunks(bounds):
             for layer, array in extract(start, stop, list(keys)).items():
                 parts[layer].append(array)
         return parts
@@ -331,8 +344,8 @@ def cached_activations(
             log.info("CACHE MISS %s: extracting %s into %s", label, ", ".join(missing), cache.root)
             started = time.perf_counter()
             for layer in missing:
-                cache.begin(entries[layer], keys[layer])
-            for index, (start, stop) in enumerate(bounds):
+                cache.begin(entries[layer], keys[layer], about)
+            for index, (start, stop) in chunks(bounds):
                 todo = [layer for layer in missing if not entries[layer].has_chunk(index, stop - start)]
                 if todo:
                     for layer, array in extract(start, stop, todo).items():
