@@ -1,7 +1,11 @@
 """Segmentation losses and scores against pixel loops and torchmetrics; codebook usage against its formula."""
 
+import csv
+import io
+import logging
 import math
 import pickle
+import types
 
 import numpy as np
 import pytest
@@ -15,7 +19,14 @@ from torchmetrics.classification import (  # noqa: E402
     MulticlassJaccardIndex,
 )
 
+from esq.builtin.training.codebook_usage import CodebookUsage, code_layout  # noqa: E402
 from esq.builtin.training.losses import LOSSES, segmentation_loss  # noqa: E402
+from esq.builtin.training.report import (  # noqa: E402
+    confusion_matrix_csv,
+    result_rows,
+    setting_columns,
+    warn_low_usage,
+)
 from esq.builtin.training.segmentation_metrics import (  # noqa: E402
     SegmentationScores,
     per_sample_iou,
@@ -495,3 +506,138 @@ def test_a_process_that_saw_no_batch_sends_float64_sample_ious():
     with pytest.warns(UserWarning, match="called before the ``update``"):
         idle_rank.compute()
     assert [tensor.dtype for tensor in gather.sent] == [torch.long, torch.float64]
+
+
+# -- what a training run reports: codebook usage over the whole set, tidy rows, the confusion matrix --
+
+
+def reference_usage(codes, radix, levels=1):
+    """Per level, from one histogram of every code (a plain numpy count)."""
+    flat = np.asarray(codes).reshape(-1, levels)
+    figures = []
+    for level in flat.T:
+        level = level[level >= 0]
+        _, counts = np.unique(level, return_counts=True)
+        p = counts / counts.sum()
+        figures.append((len(counts) / radix, float(np.exp(-(p * np.log(p)).sum())), radix - len(counts)))
+    return figures
+
+
+def test_codebook_usage_is_a_histogram_of_the_whole_set_not_a_mean_of_batches():
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randint(8 * b, 8 * b + 8, (2, 4, 4), generator=generator) for b in range(4)]  # 8 codes each
+    usage = CodebookUsage(code_radix=64)
+    for codes in batches:
+        usage.update(codes)
+    result = usage.compute()
+    ((expected_usage, expected_perplexity, expected_dead),) = reference_usage(torch.cat(batches), 64)
+    assert result["codebook_usage"] == pytest.approx(expected_usage) and result["dead_codes"] == expected_dead
+    assert result["perplexity"] == pytest.approx(expected_perplexity, rel=1e-12)
+    mean_of_batches = np.mean([reference_usage(codes, 64)[0][0] for codes in batches])
+    assert result["codebook_usage"] > mean_of_batches  # what the per-batch average reported: a quarter of it
+
+
+def test_codebook_usage_is_counted_per_level_and_skips_dropped_codes():
+    generator = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, 6, (3, 5, 4, 3), generator=generator)  # b h w levels
+    codes[..., 2] = codes[..., 2] % 2  # the third level uses 2 of 8 codes
+    codes[0, 0, 0, 1] = -1  # a level dropped in training counts nowhere
+    usage = CodebookUsage(code_radix=8, levels=3)
+    usage.update(codes[:1])
+    usage.update(codes[1:])
+    result = usage.compute()
+    expected = reference_usage(codes, 8, levels=3)
+    for level, (share, perplexity, dead) in zip(result["levels"], expected, strict=True):
+        assert (level["codebook_usage"], level["dead_codes"]) == pytest.approx((share, dead))
+        assert level["perplexity"] == pytest.approx(perplexity, rel=1e-12)
+    assert result["levels"][1]["vectors"] == codes[..., 1].numel() - 1
+    assert result["codebook_usage"] == pytest.approx(np.mean([share for share, _, _ in expected]))
+
+
+def test_codebook_usage_of_a_huge_codebook_holds_only_the_codes_seen():
+    usage = CodebookUsage(code_radix=2**24)
+    usage.update(torch.tensor([[3, 2**24 - 1, 3]]))
+    result = usage.compute()
+    assert result["distinct_codes"] == 2 and result["dead_codes"] == 2**24 - 2
+    assert sum(state.numel() for state in usage.ids) == 2
+
+
+def test_only_a_quantizer_that_declares_its_code_radix_is_counted():
+    assert code_layout(types.SimpleNamespace(code_radix=16, codes_per_vector=3)) == (16, 3)
+    assert code_layout(types.SimpleNamespace(code_radix=16)) == (16, 1)
+    assert code_layout(types.SimpleNamespace(bits_per_vector=8.0)) is None  # a plugin's own quantizer
+    assert code_layout(None) is None
+
+
+SETTINGS = {"model": "tiny_cnn", "backbone": "tiny_cnn", "quantizer": "vq", "codebook_size": 8, "seed": 0}
+NAMES = ["background", "cat", "dog", "bird", "fish", "never_seen"]
+
+
+def scored_report(ignore_index=IGNORE, usage=None):
+    batches = several_batches(ignore_index)  # class 5 never appears: absent from labels and predictions
+    scores = SegmentationScores(num_classes=6, ignore_index=ignore_index)
+    for predictions, target in batches:
+        scores.update(predictions, target)
+    return batches, {"scores": scores.compute(), "usage": usage}
+
+
+def test_per_class_iou_rows_match_torchmetrics_and_an_absent_class_has_no_value_not_zero():
+    batches, report = scored_report()
+    per_class = MulticlassJaccardIndex(num_classes=6, ignore_index=IGNORE, average="none")
+    for predictions, target in batches:
+        per_class.update(predictions, target)
+    theirs = per_class.compute().double().tolist()
+    _, expected, _ = reference_scores(batches, 6, IGNORE)
+    rows = [row for row in result_rows(SETTINGS, report, NAMES) if row["metric"] == "iou"]
+    assert [row["class"] for row in rows] == NAMES
+    for row, mine, plain in zip(rows[:5], theirs[:5], expected[:5], strict=True):
+        assert row["value"] == pytest.approx(plain, abs=1e-12) and row["value"] == pytest.approx(mine, rel=1e-6)
+    assert rows[5]["value"] is None and theirs[5] == 0.0  # torchmetrics' zero_division=0 would read as a failure
+
+
+def test_the_confusion_matrix_file_is_torchmetrics_matrix_headed_by_class_names():
+    batches, report = scored_report(ignore_index=0)
+    confusion = MulticlassConfusionMatrix(num_classes=6, ignore_index=0)
+    for predictions, target in batches:
+        confusion.update(predictions, target)
+    header, *lines = list(csv.reader(io.StringIO(confusion_matrix_csv(report["scores"]["confusion_matrix"], NAMES))))
+    assert header[1:] == NAMES and [line[0] for line in lines] == NAMES
+    assert [[int(count) for count in line[1:]] for line in lines] == confusion.compute().tolist()
+
+
+def test_result_rows_are_tidy_one_per_metric_class_and_level_with_every_setting():
+    levels = [{"codebook_usage": 0.5, "perplexity": 3.0, "dead_codes": 4.0, "distinct_codes": 4.0, "vectors": 9.0}] * 2
+    usage = {"codebook_usage": 0.5, "perplexity": 3.0, "dead_codes": 4.0, "distinct_codes": 4.0, "levels": levels}
+    _, report = scored_report(usage=usage)
+    rows = result_rows(SETTINGS, report, NAMES)
+    keys = {(row["metric"], row["class"], row["level"]) for row in rows}
+    assert len(keys) == len(rows) and all(list(row) == list(rows[0]) for row in rows)
+    assert all(row["codebook_size"] == 8 and row["seed"] == 0 for row in rows)
+    assert {("codebook_usage", None, None), ("codebook_usage", None, 0), ("codebook_usage", None, 1)} <= keys
+    assert {("mean_iou", None, None), ("pixel_accuracy", None, None), ("iou", "cat", None)} <= keys
+    assert not [row for row in result_rows(SETTINGS, {**report, "usage": None}, NAMES) if row["level"] is not None]
+
+
+def test_the_settings_carry_the_quantizers_resolved_options_but_not_its_input_width():
+    quantizer = types.SimpleNamespace(options={"input_dim": 32, "codebook_size": 16, "bottleneck_dim": 64, "seed": 7})
+    module = types.SimpleNamespace(model=types.SimpleNamespace(quantizer=quantizer), bits_per_vector=4.0)
+    module.compression_ratio = 256.0
+    config = types.SimpleNamespace(model="tiny_cnn", dataset="synthetic", seed=0)
+    settings = setting_columns(config, module, "vq", epochs=3)
+    assert settings["codebook_size"] == 16 and settings["bottleneck_dim"] == 64 and "input_dim" not in settings
+    assert (settings["seed"], settings["quantizer_seed"]) == (0, 7)  # the run's seed is not overwritten
+    assert (settings["bits_per_vector"], settings["epochs"], settings["split"]) == (4.0, 3, "test")
+
+
+def test_a_codebook_used_under_ten_percent_is_a_warning_naming_the_model_and_its_usage(caplog):
+    context = types.SimpleNamespace(log=logging.getLogger("esq.test_usage"))
+    settings = {**SETTINGS, "quantizer": "simvq", "bits_per_vector": 9.0}
+    low = {"distinct_codes": 15.0, "codebook_usage": 15 / 512, "perplexity": 4.2}
+    high = {**low, "distinct_codes": 100.0, "codebook_usage": 100 / 512}
+    with caplog.at_level(logging.WARNING, logger="esq.test_usage"):
+        warn_low_usage(context, settings, {"code_radix": 512, "levels": [high]})
+        assert not caplog.records
+        warn_low_usage(context, settings, {"code_radix": 512, "levels": [high, low]})
+    (record,) = caplog.records
+    assert "tiny_cnn + simvq used 2.9% of its codebook at level 1" in record.getMessage()
+    assert "15 of 512 codes" in record.getMessage()

@@ -30,12 +30,14 @@ per-batch figures understates usage and overstates dead codes; the histogram her
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from esq import check_int
 
@@ -79,6 +81,14 @@ class CodebookUsage(Metric):
         ids, counts = torch.unique((flat + offsets)[kept], return_counts=True)
         self.ids.append(ids)
         self.counts.append(counts)
+
+    def _sync_dist(self, dist_sync_fn: Callable = gather_all_tensors, process_group: Any | None = None) -> None:
+        # torchmetrics gathers an empty float32 tensor for a rank that saw no batch; the other ranks
+        # send int64, and an all-gather of mismatched dtypes returns garbage or hangs.
+        for name in ("ids", "counts"):
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                setattr(self, name, [torch.empty(0, dtype=torch.long, device=self.device)])
+        super()._sync_dist(dist_sync_fn, process_group)
 
     def per_level(self) -> list[dict[str, float]]:
         """``distinct_codes``, ``codebook_usage``, ``dead_codes``, ``perplexity`` and ``vectors`` of each level."""

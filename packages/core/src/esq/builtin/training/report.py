@@ -107,12 +107,11 @@ def confusion_matrix_csv(confusion: list[list[int]], class_names: list[str]) -> 
     return buffer.getvalue()
 
 
-def write_confusion_matrix(context: Any, report: dict[str, Any], class_names: list[str]) -> str:
-    """Write ``confusion_matrix.csv`` in the run directory; its name there."""
+def write_confusion_matrix(context: Any, report: dict[str, Any], class_names: list[str]) -> None:
+    """Write ``confusion_matrix.csv`` in the run directory."""
     path = context.path(CONFUSION_MATRIX)
     write_atomic(path, confusion_matrix_csv(report["scores"]["confusion_matrix"], class_names))
     context.log.info("confusion matrix of the test split (pixels; rows: label, columns: prediction): %s", path)
-    return CONFUSION_MATRIX
 
 
 def warn_low_usage(context: Any, settings: dict[str, Any], usage: dict[str, Any] | None) -> None:

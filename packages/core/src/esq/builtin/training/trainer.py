@@ -267,7 +267,9 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         trainer.test(module, loader["test"], ckpt_path=best, verbose=False)
     settings = report.setting_columns(config, module, quantizer, trainer.current_epoch)
     class_names = list(module.hparams.class_names)
-    report.warn_low_usage(context, settings, module.test_report.get("usage"))
+    if trainer.is_global_zero:  # under DDP every process has the same report; one warns and writes the file
+        report.warn_low_usage(context, settings, module.test_report.get("usage"))
+        report.write_confusion_matrix(context, module.test_report, class_names)
     summary = {
         "best_checkpoint": _within(Path(best), context.directory) if best else None,
         "last_checkpoint": "checkpoints/last.ckpt",
@@ -275,7 +277,7 @@ def train(config: Any, context: RunContext, quantizer: str, quantizer_options: d
         "epochs": trainer.current_epoch,
         "train_images": len(train_set),
         "class_names": class_names,
-        "confusion_matrix": report.write_confusion_matrix(context, module.test_report, class_names),
+        "confusion_matrix": report.CONFUSION_MATRIX,
     }
     rows = report.result_rows(settings, module.test_report, class_names)
     return Results(rows=rows, summary=summary, table=[report.table_row(settings, module.test_report)])
