@@ -559,3 +559,17 @@ def test_cache_ls_ends_with_the_totals_and_keeps_json_and_csv_data_alone(populat
         result = esq("ls", "--cache-dir", str(populated), "--format", output_format)
         assert line not in result.stdout and line in result.stderr
     assert esq("ls", "--cache-dir", str(populated), "--format", "markdown").stdout.rstrip("\n").endswith(line)
+
+
+def test_a_miss_shows_progress_chunk_by_chunk_and_a_hit_shows_none(tmp_path):
+    shown = []
+
+    def progress(items, description, total):
+        shown.append((description, total))
+        return items
+
+    cache = ActivationCache(tmp_path, chunk_size=4)
+    for _ in range(2):
+        cached_activations(cache, {"block1": key()}, COUNT, FakeExtract(), label="fake", log=LOG, progress=progress)
+    cached_activations(None, {"block1": key()}, COUNT, FakeExtract(), label="fake", log=LOG, progress=progress)
+    assert shown == [("fake: extracting", 3), ("fake: extracting", 3)]

@@ -44,8 +44,23 @@ def configurations(directory: Path) -> list[dict]:
     return json.loads((directory / "results.json").read_text())["summary"]["configurations"]
 
 
-def test_fid_rises_with_blur_sigma_on_the_builtin_images(tmp_path):
+def test_fid_rises_with_blur_sigma_on_the_builtin_images(tmp_path, monkeypatch):
+    from esq import RunContext
+
+    shown = []  # every long loop shows progress: extraction chunk by chunk and set by set, each score
+
+    def progress(self, items, description, total=None):
+        items = list(items)
+        shown.append((description, len(items) if total is None else total))
+        yield from items
+
+    monkeypatch.setattr(RunContext, "progress", progress)
     _, directory = run_degradation(tmp_path, "metrics=fid", BLUR)
+    assert shown == [
+        ("tiny_cnn reference: extracting", 1),
+        ("tiny_cnn: evaluation sets, clean and degraded", 1 + 4),
+        ("tiny_cnn block4 raw: metrics", 1 + 4),
+    ]
     (record,) = configurations(directory)
     curve = record["degradations"]["blur"]
     assert curve["levels"] == [0.5, 1, 2, 4]

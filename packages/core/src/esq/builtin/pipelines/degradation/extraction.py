@@ -216,7 +216,7 @@ def extract_backbone(
     layer_groups = facts["layer_groups"]
     layers = list(dict.fromkeys(layer for group in layer_groups.values() for layer in group))
 
-    def gather(label: str, images: Any, degradation: dict[str, Any] | None, load: Any) -> Any:
+    def gather(label: str, images: Any, degradation: dict[str, Any] | None, load: Any, progress: Any = None) -> Any:
         def extract(start: int, stop: int, wanted: list[str]) -> dict[str, Any]:
             network = backbone.get()
             batch = network.preprocess(load(start, stop))
@@ -233,14 +233,26 @@ def extract_backbone(
             }
             for layer in layers
         }
-        return cached_activations(cache, keys, len(images), extract, label=f"{name} {label}", log=context.log)
+        return cached_activations(
+            cache,
+            keys,
+            len(images),
+            extract,
+            label=f"{name} {label}",
+            log=context.log,
+            about={"source": images.source},
+            progress=progress,
+        )
 
-    activations: dict[str, Any] = {
-        "reference": gather("reference", reference, None, reference.load),
-        "clean": gather("clean evaluation", evaluation, None, evaluation.load),
-    }
-    steps = [(degradation, level) for degradation in degradations for level in degradations[degradation].levels]
-    for degradation_name, level in context.progress(steps, f"{name}: degraded sets"):
+    # Progress, never nested: the reference set (the largest) chunk by chunk, then one step per
+    # evaluation set, clean and degraded.
+    activations: dict[str, Any] = {"reference": gather("reference", reference, None, reference.load, context.progress)}
+    steps = [("clean", None)]
+    steps += [(degradation, level) for degradation in degradations for level in degradations[degradation].levels]
+    for degradation_name, level in context.progress(steps, f"{name}: evaluation sets, clean and degraded"):
+        if degradation_name == "clean":
+            activations["clean"] = gather("clean evaluation", evaluation, None, evaluation.load)
+            continue
         degradation = degradations[degradation_name]
         spec = context.registry("degradations").spec(config.degradations[degradation_name]["type"])
         described = {

@@ -88,17 +88,11 @@ def score_backbone(
                 context.log.warning("%s %s %s: %s", backbone, group_name, transform_name, error)
                 records += [_record(base, entry, "failed", None, levels, {}, error_line(error)) for entry in entries]
                 continue
-            reference_array = reference.numpy()
-            for entry in context.progress(entries, f"{group_name} {transform_name}: metrics"):
-                try:
-                    scorer = context.registry("metrics").create(entry.metric, **entry.options)
-                    scores = {
-                        key: float(scorer(reference_array, matrix.numpy()).value) for key, matrix in others.items()
-                    }
-                except Exception as error:  # one metric that cannot run here: the others still can
-                    line = error_line(error)
-                    context.log.warning("%s %s %s %s: %s", backbone, group_name, transform_name, entry.metric, line)
-                    records.append(_record(base, entry, "failed", None, levels, {}, line))
+            where = f"{backbone} {group_name} {transform_name}"
+            scored = _score_entries(reference.numpy(), others, entries, where, context)
+            for entry, scores in zip(entries, scored, strict=True):
+                if isinstance(scores, str):  # one metric that cannot run here: the others still could
+                    records.append(_record(base, entry, "failed", None, levels, {}, scores))
                     continue
                 curves = {
                     name: {
@@ -112,6 +106,30 @@ def score_backbone(
                 }
                 records.append(_record(base, entry, "ok", scores[("clean", None)], levels, curves))
     return records
+
+
+def _score_entries(
+    reference: Any, others: dict[tuple[str, Any], Any], entries: list[Any], where: str, context: RunContext
+) -> list[dict[tuple[str, Any], float] | str]:
+    """Each metric entry's score of every other set against ``reference``, or the one line saying
+    why it could not be computed. One progress step per score (metric × set), so a long metric
+    (a mixture fitted at every level) shows where it is."""
+    work = [(index, key, matrix) for index in range(len(entries)) for key, matrix in others.items()]
+    scorers: dict[int, Any] = {}
+    results: list[dict[tuple[str, Any], float] | str] = [{} for _ in entries]
+    for index, key, matrix in context.progress(work, f"{where}: metrics", total=len(work)):
+        scores = results[index]
+        if isinstance(scores, str):
+            continue
+        entry = entries[index]
+        try:
+            if index not in scorers:
+                scorers[index] = context.registry("metrics").create(entry.metric, **entry.options)
+            scores[key] = float(scorers[index](reference, matrix.numpy()).value)
+        except Exception as error:  # this metric fails here; the other metrics still run
+            results[index] = error_line(error)
+            context.log.warning("%s %s: %s", where, entry.metric, results[index])
+    return results
 
 
 def _record(
