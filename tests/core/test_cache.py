@@ -571,5 +571,7 @@ def test_a_miss_shows_progress_chunk_by_chunk_and_a_hit_shows_none(tmp_path):
     cache = ActivationCache(tmp_path, chunk_size=4)
     for _ in range(2):
         cached_activations(cache, {"block1": key()}, COUNT, FakeExtract(), label="fake", log=LOG, progress=progress)
-    cached_activations(None, {"block1": key()}, COUNT, FakeExtract(), label="fake", log=LOG, progress=progress)
-    assert shown == [("fake: extracting", 3), ("fake: extracting", 3)]
+    cached_activations(
+        None, {"block1": key()}, COUNT, FakeExtract(), label="fake", log=LOG, chunk_size=5, progress=progress
+    )
+    assert shown == [("fake: extracting", 3), ("fake: extracting", 2)]
