@@ -72,6 +72,12 @@ RESULTS = {
     "an_integer_no_float_holds": {"vq": {"cka": 10**400}},
     "only_null_values": {"vq": {"cka": None, "rsa": None}},
     "nested_too_deeply": "[" * 100_000 + "]" * 100_000,  # written as it is
+    "of_another_pipeline": {"pipeline": "squeeze", "status": "ok", "rows": [{"model": "vq", "mean_iou": 0.5}]},
+    "rows_not_a_list": {"pipeline": "similarity", "rows": {"vq": 1}},
+    "a_row_value_not_a_number": {"pipeline": "similarity", "rows": [{"model": "vq", "metric": "cka", "value": "x"}]},
+    "an_interval_not_numbers": {"vq": {"cka": 0.9}, "_esq": {"intervals": {"vq": {"cka": ["low", 1]}}}},
+    "an_interval_upside_down": {"vq": {"cka": 0.9}, "_esq": {"intervals": {"vq": {"cka": [0.95, 0.85]}}}},
+    "facts_not_a_dict": {"vq": {"cka": 0.9}, "_esq": [1]},
 }
 
 PAIR = ["--features-a", "{b}", "--features-b", "{b}"]
@@ -86,6 +92,7 @@ CASES = [
     ("fewer_rows", ["--features-a", "{b}", "--features-b", "{fewer_rows}"], "fewer.npy"),
     ("one_dimensional", ["--features-a", "{one_dimensional}", "--features-b", "{b}"], "flat.npy"),
     *[(f"results_{name}", ["--results", f"{{results_{name}}}"], f"results_{name}.json") for name in RESULTS],
+    ("results_json_of_squeeze", ["--results", "{results_of_another_pipeline}"], "results.json of `esq run squeeze`"),
     ("device_banana", [*PAIR, "--device", "banana"], "device"),
     ("output_results_json", [*PAIR, "--output", "results.json"], "output"),
     ("output_up", [*PAIR, "--output", "../x.json"], "output"),
@@ -144,7 +151,7 @@ def test_an_unreadable_checkpoint_is_a_failed_row_and_the_others_are_scored(tmp_
     assert rows["broken"]["status"] == "failed" and "broken.ckpt" in rows["broken"]["error"]
     assert "unexpected" not in rows["broken"]["error"]
     (run,) = run_directories(tmp_path)
-    assert set(json.loads((run / "similarity.json").read_text())) == {"good"}
+    assert set(json.loads((run / "similarity.json").read_text())) == {"good", "_esq"}
 
 
 def test_checkpoints_whose_stems_are_the_same_get_distinct_names_in_every_row(tmp_path, checkpoint):

@@ -4,6 +4,7 @@ rounding quantizer) and feature files in every format, scored by mean_distance."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,14 @@ def last_run(tmp_path: Path, pipeline: str) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """A folder with a baseline and a rounding checkpoint, as a user would gather them."""
+    """A folder with a baseline and a rounding checkpoint, as a user would gather them; the training
+    runs' folders (best.ckpt, last.ckpt) stay in ``runs/`` beside it."""
     root = tmp_path_factory.mktemp("checkpoints")
     folder = root / "models"
     folder.mkdir()
     for pipeline, extra in (("baseline", []), ("squeeze", ["--quantizer", "rounding"])):
         esq(root, "run", pipeline, *TRAIN, *extra)
-        (last_run(root, pipeline) / "checkpoints" / "best.ckpt").rename(folder / f"{pipeline}.ckpt")
+        shutil.copy(last_run(root, pipeline) / "checkpoints" / "best.ckpt", folder / f"{pipeline}.ckpt")
     return folder
 
 
@@ -46,7 +48,9 @@ def test_every_checkpoint_is_scored_and_the_previous_json_is_written(checkpoints
     rows = {row["model"]: row for row in json.loads(result.stdout)}
     assert rows["baseline"]["value"] == 0.0 and rows["squeeze"]["value"] < 0.0
     run = last_run(tmp_path, "similarity")
-    assert json.loads((run / "similarity.json").read_text()) == {
+    written = json.loads((run / "similarity.json").read_text())
+    assert written.pop("_esq")["samples"] == {"baseline": 2, "squeeze": 2}
+    assert written == {
         "baseline": {"mean_distance": 0.0},
         "squeeze": {"mean_distance": rows["squeeze"]["value"]},
     }
@@ -128,3 +132,104 @@ def test_the_previous_metrics_spelling_takes_several_values(checkpoints, tmp_pat
     options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "mean_shift", "--json"]
     result = esq(tmp_path, "run", "similarity", *options, expect=1)
     assert "metrics: 'mean_shift' is a distribution metric, not a similarity metric" in result.output
+
+
+def test_checkpoints_are_found_in_run_folders_below_and_named_after_their_run(checkpoints, tmp_path):
+    runs = checkpoints.parent / "runs"
+    options = ["--checkpoints-dir", str(runs), "--metrics", "mean_distance", "--json"]
+    rows = json.loads(esq(tmp_path, "run", "similarity", *options).stdout)
+    trained = {last_run(checkpoints.parent, pipeline).name for pipeline in ("baseline", "squeeze")}
+    assert sorted(row["model"] for row in rows) == sorted(trained)  # best.ckpt only, not last.ckpt too
+    models = json.loads((last_run(tmp_path, "similarity") / "results.json").read_text())["summary"]["models"]
+    assert {Path(facts["checkpoint"]).name for facts in models.values()} == {"best.ckpt"}
+
+
+def test_checkpoint_files_below_the_folder_take_best_and_skip_hidden_folders(tmp_path):
+    from esq.builtin.pipelines.similarity.features import checkpoint_files
+
+    for path in ("a/RUN/checkpoints/best.ckpt", "a/RUN/checkpoints/last.ckpt", "b/last.ckpt", "c/x.pth", ".git/y.ckpt"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    found = [path.relative_to(tmp_path).as_posix() for path in checkpoint_files(tmp_path)]
+    assert found == ["a/RUN/checkpoints/best.ckpt", "b/last.ckpt", "c/x.pth"]
+
+
+def test_two_runs_of_the_same_name_are_told_apart_by_their_relative_path(tmp_path):
+    from esq.builtin.pipelines.similarity.features import model_names
+
+    paths = [
+        tmp_path / "vq/squeeze-vq/checkpoints/best.ckpt",
+        tmp_path / "fsq/squeeze-vq/best.ckpt",
+        tmp_path / "squeeze-fsq/checkpoints/best.ckpt",
+        tmp_path / "old/model.pth",
+    ]
+    names = model_names(paths, tmp_path)
+    assert list(names.values()) == ["vq/squeeze-vq", "fsq/squeeze-vq", "squeeze-fsq", "model"]
+
+
+def test_intervals_and_split_are_kept_so_results_redraws_the_error_bars(checkpoints, tmp_path, monkeypatch):
+    from esq.builtin.pipelines.similarity import scoring
+
+    drawn = []
+    original = scoring.plot_metrics
+    monkeypatch.setattr(
+        scoring, "plot_metrics", lambda path, rows, title: drawn.append((rows, title)) or original(path, rows, title)
+    )
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "--bootstrap", "5", "--json"]
+    rows = json.loads(esq(tmp_path, "run", "similarity", *options).stdout)
+    run = last_run(tmp_path, "similarity")
+    kept = json.loads((run / "similarity.json").read_text())["_esq"]
+    assert (kept["split"], kept["pooling"], kept["bootstrap"]) == ("test", "gap", 5)
+    intervals = {(row["model"], row["ci_low"], row["ci_high"]) for row in rows}
+    for source in ("similarity.json", "results.json"):
+        again = json.loads(esq(tmp_path, "run", "similarity", "--results", str(run / source), "--json").stdout)
+        assert {(row["model"], row["ci_low"], row["ci_high"]) for row in again} == intervals
+        assert all(row["ci_low"] is not None for row in drawn[-1][0])
+        assert "test split" in drawn[-1][1] and "gap pooling" in drawn[-1][1]
+
+
+def test_the_chart_title_names_the_pooling_and_n(checkpoints, tmp_path, monkeypatch):
+    from esq.builtin.pipelines.similarity import scoring
+
+    titles = []
+    monkeypatch.setattr(scoring, "plot_metrics", lambda path, rows, title: titles.append(title))
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "--pooling", "tokens"]
+    rows = json.loads(esq(tmp_path, "run", "similarity", *options, "--tokens-per-image", "3", "--json").stdout)
+    (title,) = titles
+    assert "tokens pooling" in title and f"N = {rows[0]['samples']}" in title and "test split" in title
+
+
+def test_feature_extraction_and_bootstrap_show_progress_naming_the_model(checkpoints, tmp_path, monkeypatch):
+    from esq.results import RunContext
+
+    seen = []
+
+    def progress(self, items, description, total=None):
+        seen.append((description, total))
+        yield from items
+
+    monkeypatch.setattr(RunContext, "progress", progress)
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "--bootstrap", "4"]
+    esq(tmp_path, "run", "similarity", *options)
+    for model in ("baseline", "squeeze"):
+        assert (f"{model} mean_distance: bootstrap", 4) in seen
+        assert any(description == f"{model}: features" for description, _ in seen)
+
+
+def test_a_small_n_is_one_warning_per_metric_class_not_per_model(checkpoints, tmp_path, caplog):
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "--bootstrap", "3"]
+    esq(tmp_path, "run", "similarity", *options)
+    (line,) = [record.getMessage() for record in caplog.records if "small N" in record.getMessage()]
+    assert "bootstrap" in line and "baseline, squeeze" in line
+
+
+def test_small_sample_warnings_say_what_a_small_n_means_for_each_class():
+    from esq.builtin.pipelines.similarity.scoring import small_sample_warnings
+
+    shapes = {"vq": (30, 64), "fsq": (30, 64)}
+    lines = small_sample_warnings(["cka", "pwcca", "svcca", "rsa", "jaccard_knn"], shapes, {}, 100)
+    assert len(lines) == 5  # CKA, CCA (pwcca and svcca together), pairwise, k-NN, bootstrap
+    assert "biased upward" in lines[0] and "degenerate" in lines[1] and "pwcca, svcca" in lines[1]
+    assert all("vq, fsq" in line for line in lines)
+    assert not small_sample_warnings(["cka"], shapes, {"cka": {"debiased": True}}, 0)
+    assert not small_sample_warnings(["cka", "pwcca"], {"vq": (1000, 64)}, {}, 0)

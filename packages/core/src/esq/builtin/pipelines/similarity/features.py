@@ -26,34 +26,78 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
 
 
 def checkpoint_files(folder: str | Path) -> list[Path]:
-    """The ``.ckpt`` and ``.pth`` files in ``folder`` (not below it), by name."""
+    """The ``.ckpt`` and ``.pth`` files in ``folder`` and below it (run folders), by path; a folder
+    holding ``best.ckpt`` gives that one and not its ``last.ckpt`` (one model per training run).
+    Hidden folders are not searched."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"checkpoints_dir {folder}: no such folder; give the folder holding .ckpt or .pth files")
-    found = sorted(path for path in folder.iterdir() if path.suffix in CHECKPOINT_SUFFIXES and path.is_file())
+    found = []
+    for root, directories, files in os.walk(folder, followlinks=False):
+        directories[:] = sorted(name for name in directories if not name.startswith("."))
+        names = {name for name in files if Path(name).suffix in CHECKPOINT_SUFFIXES}
+        if "best.ckpt" in names:
+            names.discard("last.ckpt")
+        found.extend(Path(root) / name for name in names if (Path(root) / name).is_file())
     if not found:
-        raise DataError(f"checkpoints_dir {folder}: no .ckpt or .pth file in it")
-    return found
+        raise DataError(f"checkpoints_dir {folder}: no .ckpt or .pth file in it or in the folders below it")
+    return sorted(found)
 
 
-def model_names(paths: list[Path]) -> dict[Path, str]:
-    """A unique, readable name per checkpoint: the file's stem (``last`` and ``best`` take their run
-    folder's name, ``runs/squeeze/X/checkpoints/``), with its suffix where two stems are the same.
+def run_folder(path: Path) -> Path | None:
+    """The run folder of a training run's ``best.ckpt`` / ``last.ckpt`` (``RUN/checkpoints/best.ckpt``
+    or ``RUN/best.ckpt``), or ``None`` for a checkpoint named after its model."""
+    if path.stem not in ("last", "best"):
+        return None
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def model_names(paths: list[Path], root: str | Path | None = None) -> dict[Path, str]:
+    """A unique, readable name per checkpoint: a training run's ``best.ckpt`` / ``last.ckpt`` is named
+    after its run folder (``runs/squeeze/RUN/checkpoints/best.ckpt`` → ``RUN``), any other file by
+    its stem. Where two names are the same: the folder's path relative to ``root`` (``a/RUN``,
+    ``b/RUN``), then the suffix, then the whole relative path.
 
     >>> list(model_names([Path("m/a.ckpt"), Path("m/a.pth"), Path("m/b.ckpt")]).values())
     ['a.ckpt', 'a.pth', 'b']
+    >>> list(model_names([Path("m/x/r/checkpoints/best.ckpt"), Path("m/y/r/best.ckpt")], "m").values())
+    ['x/r', 'y/r']
     """
-    stems = {}
-    for path in paths:
-        name = path.stem
-        if name in ("last", "best") and path.parent.name == "checkpoints":
-            name = f"{path.parent.parent.name}-{name}"
-        stems[path] = printable(name)
-    counts = Counter(stems.values())
-    names = {path: name if counts[name] == 1 else f"{name}{path.suffix}" for path, name in stems.items()}
-    if len(set(names.values())) != len(names):  # "a.pth" + ".ckpt" against "a" + ".pth": the file names
-        names = {path: printable(path.name) for path in paths}
+
+    def relative(path: Path) -> Path:
+        try:
+            return path.relative_to(root) if root is not None else path
+        except ValueError:
+            return path
+
+    def folder_path(path: Path, name: str) -> str:
+        run = run_folder(path)
+        return printable((relative(run) if run is not None else relative(path).with_suffix("")).as_posix())
+
+    candidates = (
+        folder_path,
+        lambda path, name: f"{name}{path.suffix}",
+        lambda path, name: printable(relative(path).as_posix()),
+    )
+    names = {path: printable(_run_or_stem(path)) for path in paths}
+    for name, count in Counter(names.values()).items():
+        if count == 1:
+            continue
+        group = [path for path in paths if names[path] == name]
+        for candidate in candidates:  # the first way that tells this group's files apart
+            renamed = {path: candidate(path, name) for path in group}
+            if len(set(renamed.values())) == len(group):
+                names.update(renamed)
+                break
+    if len(set(names.values())) != len(names):  # a new name equal to another one's: the file paths
+        names = {path: printable(relative(path).as_posix()) for path in paths}
     return names
+
+
+def _run_or_stem(path: Path) -> str:
+    """A checkpoint's short name: its run folder's (``.`` as the folder it is) or its stem."""
+    run = run_folder(path)
+    return Path(os.path.abspath(run)).name if run is not None else path.stem
 
 
 def printable(name: str) -> str:
@@ -157,9 +201,18 @@ def pool_pair(original: Any, squeezed: Any, pooling: str, tokens_per_image: int,
 
 
 def checkpoint_features(
-    model: Any, dataset: Any, context: Any, *, pooling: str, tokens_per_image: int, batch_size: int, seed: int
+    model: Any,
+    dataset: Any,
+    context: Any,
+    *,
+    pooling: str,
+    tokens_per_image: int,
+    batch_size: int,
+    seed: int,
+    description: str = "features",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Original and quantized pooled features of ``dataset`` through ``model`` (a SegmentationModule)."""
+    """Original and quantized pooled features of ``dataset`` through ``model`` (a SegmentationModule),
+    the batches shown as ``description`` in ``context.progress``."""
     import torch
 
     from esq.builtin.data.segmentation import segmentation_loader
@@ -170,7 +223,7 @@ def checkpoint_features(
     backbone = model.model.backbone
     device = next(model.parameters()).device
     with torch.no_grad():
-        for images, _ in context.progress(loader, "features", total=len(loader)):
+        for images, _ in context.progress(loader, description, total=len(loader)):
             features = backbone.embed(backbone.preprocess(images).to(device))
             quantized, _ = model.model.squeezed(features)
             pair = pool_pair(features.float(), quantized.float(), pooling, tokens_per_image, generator)

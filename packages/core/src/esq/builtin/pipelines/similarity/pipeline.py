@@ -133,7 +133,7 @@ def _pairs(config: SimilarityConfig, context: RunContext) -> Any:
         return
     from esq.builtin.pipelines.similarity.features import checkpoint_files, model_names, printable
 
-    for path, name in model_names(checkpoint_files(config.checkpoints_dir)).items():
+    for path, name in model_names(checkpoint_files(config.checkpoints_dir), config.checkpoints_dir).items():
         facts = {"checkpoint": printable(str(path))}
         yield name, facts, functools.partial(_checkpoint_pair, config, context, path, name)
 
@@ -168,6 +168,7 @@ def _checkpoint_pair(config: SimilarityConfig, context: RunContext, path: Any, n
         tokens_per_image=config.tokens_per_image,
         batch_size=config.batch_size,
         seed=config.seed,
+        description=f"{name}: features",
     )
     facts = {
         "backbone": model.hparams["backbone"],
@@ -184,11 +185,41 @@ def _data_options(settings: dict[str, Any]) -> str:
     return f"{shown}; --dataset, --data-dir override it"
 
 
-def read_results(path: str) -> dict[str, dict[str, float]]:
-    """A previous ``similarity.json`` (``{model: {metric: value}}``, values real numbers or
-    ``null``), or a ``DataError`` naming the file and what is wrong in it."""
-    import json
+META = "_esq"  # similarity.json's one key that is not a model: the run's split, pooling, N and intervals
+
+
+@dataclass
+class Previous:
+    """An earlier result: ``values`` ``{model: {metric: value}}``, ``intervals`` ``{model: {metric:
+    (low, high)}}``, ``facts`` (``split``, ``pooling``, ``bootstrap``, ``confidence``, ``samples``)."""
+
+    values: dict[str, dict[str, float | None]]
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, ``None`` for ``null``; ``ValueError`` for anything else."""
     import math
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(value)
+    try:
+        value = float(value)  # an integer too large for a float: not a number
+    except OverflowError:
+        raise ValueError(value) from None
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
+
+
+def read_results(path: str) -> Previous:
+    """A previous ``similarity.json`` (``{model: {metric: value}}``, values real numbers or ``null``,
+    and esq's ``"_esq"`` entry with the intervals and the split) or a similarity run's
+    ``results.json``, or a ``DataError`` naming the file and what is wrong in it."""
+    import json
 
     from esq.builtin.pipelines.similarity.features import feature_file
 
@@ -199,43 +230,120 @@ def read_results(path: str) -> dict[str, dict[str, float]]:
         raise DataError(f"results {path}: cannot read it as JSON ({error})") from None
     except RecursionError:
         raise DataError(f"results {path}: nested too deeply to be a similarity.json") from None
+    if isinstance(document, dict) and isinstance(document.get("pipeline"), str) and "rows" in document:
+        previous = _run_results(path, document)
+    else:
+        previous = _similarity_json(path, document)
+    if not any(value is not None for values in previous.values.values() for value in values.values()):
+        raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
+    return previous
+
+
+def _similarity_json(path: str, document: Any) -> Previous:
+    import json
+
     expected = f"results {path}: expected {{model: {{metric: value}}}}, as similarity.json holds"
     if not isinstance(document, dict):
         raise DataError(f"{expected}; it holds a {type(document).__name__}")
+    meta = document.pop(META, {})
     for model, values in document.items():
         if not isinstance(values, dict):
             raise DataError(f"{expected}; {model[:40]} is {json.dumps(values)[:40]}, not {{metric: value}}")
     for model, values in document.items():
         for metric, value in values.items():
-            number = isinstance(value, int | float) and not isinstance(value, bool)
             try:
-                value = float(value) if number else value  # an integer too large for a float: not a number
-            except OverflowError:
-                number = False
-            if value is not None and not (number and math.isfinite(value)):
-                raise DataError(f"{expected}; {model}.{metric} is {json.dumps(value)[:40]}, not a number")
-            values[metric] = value
-    if not any(value is not None for values in document.values() for value in values.values()):
-        raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
-    return document
+                values[metric] = _number(value)
+            except ValueError:
+                raise DataError(f"{expected}; {model}.{metric} is {json.dumps(value)[:40]}, not a number") from None
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    bad = f"results {path}: {META!r} holds the run's facts ({{'intervals': {{model: {{metric: [low, high]}}}}, ...}})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("intervals", {}), dict):
+        raise DataError(f"{bad}; it holds {json.dumps(meta)[:40]}")
+    for model, found in meta.get("intervals", {}).items():
+        for metric, pair in found.items() if isinstance(found, dict) else [(None, found)]:
+            try:
+                low, high = (_number(value) for value in pair)
+                if low is None or high is None or low > high:
+                    raise ValueError(pair)
+            except (TypeError, ValueError):
+                raise DataError(f"{bad}; {model}.{metric} is {json.dumps(pair)[:40]}") from None
+            intervals.setdefault(model, {})[metric] = (low, high)
+    facts = {key: meta[key] for key in ("split", "pooling", "bootstrap", "confidence", "samples") if key in meta}
+    return Previous(document, intervals, facts)
+
+
+def _run_results(path: str, document: dict[str, Any]) -> Previous:
+    """The rows of a similarity run's ``results.json`` (its failed rows left out)."""
+    import json
+
+    if document["pipeline"] != "similarity":
+        raise DataError(
+            f"results {path}: the results.json of `esq run {document['pipeline'][:40]}`; give the results.json "
+            "or similarity.json of an `esq run similarity` run"
+        )
+    rows = document["rows"] if isinstance(document["rows"], list) else None
+    if rows is None or not all(isinstance(row, dict) for row in rows):
+        raise DataError(f"results {path}: 'rows' is {json.dumps(document['rows'])[:40]}, not a list of rows")
+    values: dict[str, dict[str, float | None]] = {}
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    samples = {}
+    for row in rows:
+        if row.get("status") == "failed" or "metric" not in row:
+            continue
+        model, metric = str(row.get("model")), str(row["metric"])
+        try:
+            value, low, high = (_number(row.get(key)) for key in ("value", "ci_low", "ci_high"))
+        except ValueError:
+            raise DataError(f"results {path}: row {model}.{metric} has a value that is not a number") from None
+        values.setdefault(model, {})[metric] = value
+        if low is not None and high is not None:
+            intervals.setdefault(model, {})[metric] = (low, high)
+        if isinstance(row.get("samples"), int):
+            samples[model] = row["samples"]
+    summary = document.get("summary") if isinstance(document.get("summary"), dict) else {}
+    facts = dict(summary.get("facts", {})) if isinstance(summary.get("facts"), dict) else {}
+    facts.setdefault("samples", samples)
+    return Previous(values, intervals, facts)
+
+
+def _title(start: str, facts: dict[str, Any]) -> str:
+    """``start`` with what the values were computed on: ``(test split, gap pooling, N = 18)``."""
+    parts = []
+    if facts.get("split"):
+        parts.append(f"{facts['split']} split")
+    if facts.get("pooling"):
+        parts.append(f"{facts['pooling']} pooling")
+    counts = sorted({count for count in facts.get("samples", {}).values() if isinstance(count, int)})
+    if counts:
+        parts.append(f"N = {counts[0]}" if len(counts) == 1 else f"N = {counts[0]}–{counts[-1]}")
+    if facts.get("bootstrap"):
+        parts.append(f"{facts.get('confidence', 0.95):.0%} bootstrap intervals")
+    return f"{start} ({', '.join(parts)})" if parts else start
 
 
 def _replot(config: SimilarityConfig, context: RunContext) -> Results:
-    """The table and chart of a previous ``similarity.json`` (the previous ``visualize`` command)."""
+    """The table and chart of a previous ``similarity.json`` or ``results.json`` (the previous
+    ``visualize`` command), with its intervals."""
     import math
 
     from esq.builtin.pipelines.similarity.scoring import plot_metrics
 
-    document = read_results(config.results)
-    rows = [
-        {"model": model, "metric": metric, "value": math.nan if value is None else value}
-        | {"ci_low": None, "ci_high": None}
-        for model, values in document.items()
-        for metric, value in values.items()
-    ]
-    plot_metrics(context.path(config.visualize), rows, f"similarity from {config.results}")
-    table = [{"model": model, **values} for model, values in document.items()]
-    return Results(rows=rows, summary={"results": config.results}, table=table)
+    previous = read_results(config.results)
+    rows, table = [], []
+    for model, values in previous.values.items():
+        wide: dict[str, Any] = {"model": model}
+        table.append(wide)
+        for metric, value in values.items():
+            low, high = previous.intervals.get(model, {}).get(metric, (None, None))
+            found = {"value": math.nan if value is None else value, "ci_low": low, "ci_high": high}
+            rows.append({"model": model, "metric": metric, **found})
+            wide[metric] = value if low is None or value is None else _with_interval(found)
+    if previous.intervals:
+        previous.facts.setdefault("bootstrap", True)
+    title = _title(f"similarity from {config.results}", previous.facts)
+    plot_metrics(context.path(config.visualize), rows, title)
+    summary = {"results": config.results, "facts": previous.facts}
+    return Results(rows=rows, summary=summary, table=table)
 
 
 def _naming(error: Exception, sides: tuple[str, str]) -> Exception:
@@ -250,7 +358,7 @@ def _naming(error: Exception, sides: tuple[str, str]) -> Exception:
 
 def run(config: SimilarityConfig, context: RunContext) -> Results:
     from esq import error_line, failed_row, to_json, write_atomic
-    from esq.builtin.pipelines.similarity.scoring import plot_metrics, score
+    from esq.builtin.pipelines.similarity.scoring import plot_metrics, score, small_sample_warnings
 
     if config.results is not None:
         return _replot(config, context)
@@ -259,6 +367,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
         for name in metric_names(config, context)
     }
     rows, previous, table, models = [], {}, [], {}
+    intervals: dict[str, dict[str, list[float]]] = {}
     for name, facts, features in _pairs(config, context):
         models[name] = dict(facts)
         wide: dict[str, Any] = {"model": name}
@@ -279,7 +388,16 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
         )
         for metric_name, metric in metrics.items():
             try:
-                found = score(metric, x, y, config.bootstrap, config.confidence, config.seed)
+                found = score(
+                    metric,
+                    x,
+                    y,
+                    config.bootstrap,
+                    config.confidence,
+                    config.seed,
+                    progress=context.progress,
+                    description=f"{name} {metric_name}: bootstrap",
+                )
             except Exception as error:  # a metric that cannot run here: the other metrics still can
                 error = _naming(error, sides)
                 context.log.warning("%s %s: not computed: %s", name, metric_name, error_line(error))
@@ -288,6 +406,8 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
                 continue
             previous.setdefault(name, {})[metric_name] = found["value"]
             wide[metric_name] = found["value"] if found["ci_low"] is None else _with_interval(found)
+            if found["ci_low"] is not None:
+                intervals.setdefault(name, {})[metric_name] = [found["ci_low"], found["ci_high"]]
             rows.append(
                 {
                     "model": name,
@@ -297,9 +417,21 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
                 }
             )
             models[name].setdefault("details", {})[metric_name] = found["details"]
-    write_atomic(context.path(config.output), to_json(previous) + "\n")
+    shapes = {name: (facts["samples"], max(facts["dims"])) for name, facts in models.items() if "samples" in facts}
+    for line in small_sample_warnings(list(metrics), shapes, config.metric_options, config.bootstrap):
+        context.log.warning("%s", line)
+    run_facts: dict[str, Any] = {"bootstrap": config.bootstrap, "confidence": config.confidence}
+    if config.checkpoints_dir is not None:  # two feature files have no split or pooling of esq's
+        run_facts.update(split=config.split, pooling=config.pooling)
+    run_facts["samples"] = {name: count for name, (count, _) in shapes.items()}
+    write_atomic(context.path(config.output), to_json({**previous, META: {**run_facts, "intervals": intervals}}) + "\n")
     scored = [row for row in rows if row.get("status") != "failed"]
     if scored:
-        title = f"similarity of original and quantized features ({config.split})"
-        plot_metrics(context.path(config.visualize), scored, title)
-    return Results(rows=rows, summary={"models": models, "output": config.output}, table=table)
+        start = (
+            "similarity of original and quantized features"
+            if config.checkpoints_dir is not None
+            else "similarity of features_a and features_b"
+        )
+        plot_metrics(context.path(config.visualize), scored, _title(start, run_facts))
+    summary = {"models": models, "output": config.output, "facts": run_facts}
+    return Results(rows=rows, summary=summary, table=table)
