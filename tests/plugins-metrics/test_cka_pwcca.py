@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
+import esq
 import esq_metrics
 from esq import ConfigError, DataError, MetricSpec
 from esq.testing import check_metric
@@ -22,6 +23,7 @@ from esq_metrics.pwcca import PWCCA
 
 cka, pwcca = esq_metrics.cka, esq_metrics.pwcca
 cka_module = importlib.import_module("esq_metrics.cka")  # esq_metrics.cka is the plain function
+pwcca_module = importlib.import_module("esq_metrics.pwcca")
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -327,16 +329,63 @@ def test_the_reference_steps_fail_at_epsilon_zero_on_a_dead_column_and_pwcca_say
 
 
 def principal_scores(features: np.ndarray, components: int) -> np.ndarray:
+    """The leading principal component scores, with the axes' signs eigh gives (as esq's): the reference's
+    weights add each column's mean back to the rotated directions, so a side left whole next to a reduced
+    one has weights that depend on the signs of the singular vectors, and so on those of the axes."""
     centred = features - features.mean(axis=0)
-    return centred @ np.linalg.svd(centred, full_matrices=False)[2][:components].T
+    return centred @ np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :components]
 
 
-def test_pwcca_reduces_sides_wider_than_half_the_samples_to_principal_components():
-    x, y = paired(30, 20, 16, seed=0, noise=2.0)
+@pytest.mark.parametrize(("rows", "columns_x", "columns_y"), [(40, 25, 10), (60, 20, 35), (50, 12, 30), (45, 30, 12)])
+@pytest.mark.parametrize("max_components", ["auto", "none", None, "widest"])
+def test_pwcca_equals_the_reference_wherever_the_reference_runs(rows, columns_x, columns_y, max_components):
+    # N > d but N < 2d: the regime where the reduction to N/2 components used to change the value; d_x + d_y < N
+    # keeps the canonical correlations distinct, so the weights (set by their directions) are defined
+    x, y = paired(rows, columns_x, columns_y, seed=rows, noise=2.0)
+    if max_components == "widest":
+        max_components = max(columns_x, columns_y)
+    result = PWCCA(max_components=max_components)(x, y)
+    value, weights, coefs = svcca_reference(x, y, 1e-6)
+    assert result.details["components"] == [columns_x, columns_y]
+    assert abs(result.value - value) < 1e-6
+    assert np.allclose(result.details["canonical_correlations"], coefs, rtol=0, atol=1e-6)
+    # the weights come through a Cholesky factor of DᵀD, the reference's through QR of D: 1e-5 at these conditions
+    assert np.allclose(result.details["weights"], weights, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_components", ["auto", "none"])
+def test_pwcca_of_a_side_and_its_invertible_linear_map_is_one_when_nothing_is_reduced(max_components):
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(60, 40))  # N/2 < d < N
+    invertible = generator.normal(size=(40, 40)) + 3 * np.eye(40)
+    assert abs(pwcca(x, x @ invertible + 1.0, epsilon=0.0, max_components=max_components) - 1.0) < 1e-8
+    assert pwcca(x, x @ invertible, epsilon=0.0, max_components=20) < 0.99  # each side's own top-20 directions
+
+
+def test_pwcca_canonical_correlations_are_invariant_to_invertible_maps_when_wider_than_half_the_samples():
+    x, y = paired(50, 30, 28, seed=1, noise=3.0)
+    generator = np.random.default_rng(1)
+    map_x, map_y = generator.normal(size=(30, 30)) + 4 * np.eye(30), generator.normal(size=(28, 28)) + 4 * np.eye(28)
+    result = PWCCA(epsilon=0.0)(x, y)
+    mapped = PWCCA(epsilon=0.0)(x @ map_x, y @ map_y - 2.0)
+    assert np.allclose(mapped.details["canonical_correlations"], result.details["canonical_correlations"], atol=1e-6)
+
+
+@pytest.mark.parametrize(("columns_x", "columns_y", "expected"), [(40, 36, [14, 14]), (40, 12, [14, 12])])
+def test_pwcca_auto_reduces_only_sides_at_least_as_wide_as_the_samples(columns_x, columns_y, expected):
+    x, y = paired(30, columns_x, columns_y, seed=0, noise=2.0)
     result = PWCCA()(x, y)
-    assert result.details["components"] == [15, 15]
-    expected = svcca_reference(principal_scores(x, 15), principal_scores(y, 15), 1e-6)[0]
-    assert abs(result.value - expected) < 1e-10
+    assert result.details["components"] == expected and result.details["max_components"] == "auto"
+    scores = [principal_scores(x, expected[0]), principal_scores(y, expected[1]) if columns_y >= 30 else y]
+    assert abs(result.value - svcca_reference(*scores, 1e-6)[0]) < 1e-10
+
+
+def test_pwcca_max_components_none_keeps_a_side_wider_than_the_samples():
+    x, y = paired(30, 10, 40, seed=0, noise=2.0)
+    result = PWCCA(max_components="none")(x, y)
+    assert result.details["components"] == [10, 40]
+    # every canonical correlation is about 1 (d_y ≥ N), so their directions and the weights are barely defined
+    assert abs(result.value - svcca_reference(x, y, 1e-6)[0]) < 1e-5
 
 
 def test_pwcca_max_components_reduces_both_sides_to_at_most_that_many():
@@ -344,7 +393,59 @@ def test_pwcca_max_components_reduces_both_sides_to_at_most_that_many():
     result = PWCCA(max_components=5)(x, y)
     assert result.details["components"] == [5, 5]
     assert abs(result.value - svcca_reference(principal_scores(x, 5), principal_scores(y, 5), 1e-6)[0]) < 1e-10
+    assert PWCCA(max_components=7)(x, y).details["components"] == [7, 6]
     assert PWCCA()(x, y).details["components"] == [8, 6]
+
+
+def test_pwcca_refuses_max_components_above_both_widths_naming_the_option():
+    x, y = paired(200, 8, 6, seed=0)
+    with pytest.raises(ConfigError, match=r"pwcca: max_components=9 is more than the features' dimensions \(x 8, y 6"):
+        pwcca(x, y, max_components=9)
+    assert np.isfinite(pwcca(x, y, max_components=8))
+
+
+@pytest.mark.parametrize(("rows", "columns_x", "columns_y"), [(30, 20, 5), (40, 20, 20), (60, 10, 50)])
+def test_pwcca_warns_once_naming_n_and_d_when_there_are_too_few_samples(rows, columns_x, columns_y, caplog):
+    x, y = paired(rows, columns_x, columns_y, seed=0, noise=2.0)
+    metric = PWCCA()
+    with caplog.at_level("WARNING", logger="esq.metrics"):
+        first, second = metric(x, y), metric(x[::-1], y[::-1])
+    warnings_logged = [record.getMessage() for record in caplog.records if record.name == "esq.metrics"]
+    assert len(warnings_logged) == 1
+    assert f"N={rows} samples are too few for CCA of x's {columns_x} and y's {columns_y} dim" in warnings_logged[0]
+    assert "biased up" in warnings_logged[0] and f"max_components={(rows - 1) // 2}" in warnings_logged[0]
+    assert first.details["warning"] == second.details["warning"] == warnings_logged[0]
+
+
+def test_pwcca_does_not_warn_with_at_least_twice_as_many_samples_as_dimensions(caplog):
+    x, y = paired(40, 20, 19, seed=0)
+    with caplog.at_level("WARNING", logger="esq.metrics"):
+        result = PWCCA()(x, y)
+    assert "warning" not in result.details and not caplog.records
+
+
+def test_pwcca_small_sample_warning_counts_the_correlations_that_are_one_whatever_the_data():
+    assert "11 of them are 1 whatever the data" in pwcca_module.small_sample_warning(30, [20, 20])
+    assert "1 of them is 1" in pwcca_module.small_sample_warning(30, [15, 15])
+    assert "whatever the data" not in pwcca_module.small_sample_warning(30, [16, 5])
+    assert pwcca_module.small_sample_warning(30, [15, 14]) is None
+
+
+@pytest.mark.parametrize("value", [0, -3, "all", "None", "", True, 2.5, [4]])
+def test_pwcca_bad_max_components_are_config_errors_naming_the_option(value):
+    with pytest.raises(ConfigError, match=r"pwcca: max_components must be an integer at least 1.*'none'"):
+        PWCCA(max_components=value)
+
+
+def test_pwcca_max_components_none_from_the_command_line_passes_the_registry_check():
+    from esq.config import parse_value
+
+    value = parse_value("none")  # what --set metric_options.pwcca.max_components=none gives
+    esq.registry("metrics").check("pwcca", max_components=value)
+    assert esq.registry("metrics").create("pwcca", max_components=value).options["max_components"] == "none"
+    assert PWCCA(max_components=None).options["max_components"] == "none"
+    with pytest.raises(ConfigError, match="max_components"):
+        esq.registry("metrics").check("pwcca", max_components=parse_value("nne"))
 
 
 def pwcca_paper(x: np.ndarray, y: np.ndarray, epsilon: float) -> float:
@@ -499,6 +600,7 @@ def test_bad_options_are_config_errors(factory, options, message):
     [
         CKA(kernel="rbf", debiased=True, sigma=2.0, max_samples=100),
         PWCCA(epsilon=1e-3, method="paper", max_components=3),
+        PWCCA(max_components="none"),
     ],
     ids=repr,
 )

@@ -9,6 +9,7 @@ for identical inputs.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,90 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from esq import DataError, MetricResult, WithOptions, check_choice, check_int, check_number
+from esq import ConfigError, DataError, MetricResult, WithOptions, check_choice, check_int, check_number, did_you_mean
 from esq_metrics.scatter import constant_error, paired_arrays, paired_scatter
 
+log = logging.getLogger("esq.metrics")
+
 METHODS = ("svcca_reference", "paper")
+MAX_COMPONENTS_WORDS = ("auto", "none")
+
+
+def check_max_components(value: Any) -> int | str:
+    """``max_components`` as an integer ≥ 1, ``"auto"`` or ``"none"`` (``None`` is ``"none"``), or a ConfigError.
+
+    >>> check_max_components(None), check_max_components("auto"), check_max_components(12)
+    ('none', 'auto', 12)
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        if value in MAX_COMPONENTS_WORDS:
+            return value
+        hint = did_you_mean(value, list(MAX_COMPONENTS_WORDS))
+        raise ConfigError(
+            f"pwcca: max_components must be an integer at least 1, 'auto' (reduce only sides with d ≥ N) or 'none' "
+            f"(never reduce){hint}, got {value!r}"
+        )
+    try:
+        return check_int("pwcca", "max_components", value, minimum=1)
+    except ConfigError as error:
+        raise ConfigError(f"{error}; or 'auto' (the default) or 'none' (never reduce)") from None
+
+
+def reduced_sizes(rows: int, widths: tuple[int, int], max_components: int | str) -> tuple[int, int]:
+    """The dimensions each side keeps before CCA: its principal components under ``max_components``.
+
+    ``"auto"``: a side with d ≥ N, where the reference refuses x (``assert`` d < N) and every
+    canonical correlation is 1, keeps (N − 1) // 2 (so d1 + d2 < N); a narrower side is left
+    whole. ``"none"``: never reduced. An integer k: min(d, k) for each side, which refuses
+    k above both widths (a k that reduces nothing is a mistaken value, not a choice).
+
+    >>> reduced_sizes(300, (200, 40), "auto"), reduced_sizes(30, (40, 12), "auto"), reduced_sizes(30, (40, 12), 20)
+    ((200, 40), (14, 12), (20, 12))
+    """
+    if max_components == "none":
+        return widths
+    if max_components == "auto":
+        return (
+            min(widths[0], (rows - 1) // 2) if widths[0] >= rows else widths[0],
+            min(widths[1], (rows - 1) // 2) if widths[1] >= rows else widths[1],
+        )
+    if max_components > max(widths):
+        raise ConfigError(
+            f"pwcca: max_components={max_components} is more than the features' dimensions (x {widths[0]}, "
+            f"y {widths[1]}), so it reduces nothing; use at most {max(widths)}, or max_components='none'"
+        )
+    return min(widths[0], max_components), min(widths[1], max_components)
+
+
+def small_sample_warning(rows: int, sizes: list[int]) -> str | None:
+    """The warning for too few samples for the widths CCA sees, or None when N ≥ 2d and d1 + d2 < N.
+
+    Unrelated random features of widths p, q on N samples have a top canonical correlation near
+    √(a(1 − b)) + √(b(1 − a)), a = p/N, b = q/N (its square is the upper edge of Wachter's 1980
+    limit law): 1 when p + q ≥ N, and already high when the wider side has more than N/2 columns
+    (0.99 for p = q = 0.42·N). With p + q ≥ N, p + q − (N − 1) correlations are 1 for any data.
+
+    >>> small_sample_warning(600, [200, 100]) is None
+    True
+    >>> small_sample_warning(100, [60, 5])[:80]
+    "pwcca: N=100 samples are too few for CCA of x's 60 and y's 5 dimensions (it need"
+    """
+    widest, total = max(sizes), sum(sizes)
+    if rows >= 2 * widest and total < rows:
+        return None
+    a, b = min(sizes[0] / rows, 1.0), min(sizes[1] / rows, 1.0)
+    chance = min(1.0, math.sqrt(a * (1 - b)) + math.sqrt(b * (1 - a))) if total < rows else 1.0
+    forced = max(0, total - (rows - 1))
+    exact = f"; {forced} of them {'is' if forced == 1 else 'are'} 1 whatever the data (d_x + d_y ≥ N)" if forced else ""
+    needed = max(2 * widest, total + 1)
+    return (
+        f"pwcca: N={rows} samples are too few for CCA of x's {sizes[0]} and y's {sizes[1]} dimensions (it needs "
+        "N ≥ 2d and N > d_x + d_y): it overfits, unrelated random features already reach a top canonical "
+        f"correlation of about {chance:.2f}{exact}, so the value is biased up; use at least {needed} samples, "
+        f"or max_components={max(1, (rows - 1) // 2)} (each side's principal components)"
+    )
 
 
 def _principal_axes(scatter: np.ndarray, components: int) -> np.ndarray:
@@ -95,15 +176,30 @@ class PWCCA(WithOptions):
     eigenvalues give NaN, so ``np.linalg.svd`` often raises "SVD did not converge" (in 3 of the
     tests' 5 random pairs with one dead column; the other 2 return a value).
 
-    CCA needs more samples than dimensions: with N − 1 ≤ d every canonical correlation is 1. Each
-    side is therefore first reduced to its leading min(d, ``max_components``, N // 2) principal
-    components (the centred scores Xc·Vk, computed from the d × d scatter's eigenvectors): with the
-    default ``max_components=None``, only sides with d > N // 2 are reduced. ``details`` holds
-    ``components`` (the dimensions after that reduction), ``kept`` (the columns kept by "remove
-    small"), ``weights_from`` (``"x"`` or ``"y"``), ``mean_cca`` (the unweighted mean of ρ, plain mean
-    CCA similarity), ``canonical_correlations``, ``weights``, ``n`` and ``method``.
-    The canonical correlations are invariant to invertible linear maps of either side (up to the
-    ε regularisation); the weights are not invariant to maps of the side that provides them.
+    CCA needs more samples than dimensions: with N − 1 ≤ d every canonical correlation is 1, and
+    below N = 2d unrelated random features already correlate strongly. ``max_components`` chooses
+    whether a side is first reduced to its leading principal components (the centred scores
+    Xc·Vk, from the d × d scatter's eigenvectors), which the reference never does:
+
+    - ``"auto"`` (default): only a side with d ≥ N, where the reference refuses x (its ``assert``
+      d < N) and CCA is degenerate, keeps (N − 1) // 2 components; otherwise nothing is reduced, so
+      the value is the reference's wherever the reference runs.
+    - ``"none"`` (or ``None``): never reduce; the reference's number for any shape it accepts.
+    - an integer k: each side keeps min(d, k) components (k above both widths is a ConfigError).
+      Reducing each side separately keeps only each side's top-k variance directions, so the
+      result is no longer invariant to invertible linear maps, and a direction two sides share
+      but neither emphasises is lost.
+
+    When N < 2d or d_x + d_y ≥ N for the widths CCA sees, the value is computed and a warning (the
+    sizes, the top canonical correlation random features would reach, what to do) is logged on
+    the ``esq.metrics`` logger once per metric object and sizes, and kept in ``details["warning"]``.
+
+    ``details`` holds ``components`` (the dimensions after that reduction), ``kept`` (the columns
+    kept by "remove small"), ``weights_from`` (``"x"`` or ``"y"``), ``mean_cca`` (the unweighted mean
+    of ρ, plain mean CCA similarity), ``canonical_correlations``, ``weights``, ``n``, ``method`` and
+    ``max_components``. Without a reduction the canonical correlations are invariant to invertible
+    linear maps of either side (up to the ε regularisation), and so is PWCCA under maps of the
+    side that does not provide the weights; the weights are not invariant to maps of their side.
 
     >>> import numpy as np
     >>> generator = np.random.default_rng(0)
@@ -114,13 +210,12 @@ class PWCCA(WithOptions):
     """
 
     def __init__(
-        self, epsilon: float = 1e-6, method: str = "svcca_reference", max_components: int | None = None
+        self, epsilon: float = 1e-6, method: str = "svcca_reference", max_components: int | str | None = "auto"
     ) -> None:
         self.epsilon = check_number("pwcca", "epsilon", epsilon, minimum=0, maximum=1, exclusive=("maximum",))
         self.method = check_choice("pwcca", "method", method, METHODS)
-        self.max_components = (
-            None if max_components is None else check_int("pwcca", "max_components", max_components, minimum=1)
-        )
+        self.max_components = check_max_components(max_components)
+        self._warned: set[str] = set()  # bootstrap replicates repeat the same sizes: one warning for them
 
     def __call__(self, x: Any, y: Any) -> MetricResult:
         x, y = paired_arrays(x, y, min_rows=3)
@@ -129,20 +224,21 @@ class PWCCA(WithOptions):
             if constant:
                 raise constant_error("pwcca", name, "every canonical correlation is undefined")
         rows = statistics.rows
-        limit = rows // 2 if self.max_components is None else min(self.max_components, rows // 2)
         scatter, means = statistics.scatter, [statistics.mean_x, statistics.mean_y]
         sizes = [statistics.split, len(scatter) - statistics.split]
-        if any(size > limit for size in sizes):
-            # principal component scores are centred: their means are 0
-            axes = [
-                _principal_axes(block, min(size, limit))
-                for block, size in ((statistics.xx, sizes[0]), (statistics.yy, sizes[1]))
-            ]
+        reduced = reduced_sizes(rows, (sizes[0], sizes[1]), self.max_components)
+        if list(reduced) != sizes:
+            # a reduced side becomes its principal component scores, which are centred (means 0); a side
+            # left whole keeps its columns and means, so its weights are the reference's
+            blocks_in = ((statistics.xx, sizes[0], reduced[0]), (statistics.yy, sizes[1], reduced[1]))
+            axes = [_principal_axes(block, kept) if kept < size else np.eye(size) for block, size, kept in blocks_in]
             rotation = scipy.linalg.block_diag(*axes)
             scatter = rotation.T @ scatter @ rotation
             scatter = (scatter + scatter.T) / 2
-            means = [np.zeros(axes[0].shape[1]), np.zeros(axes[1].shape[1])]
-            sizes = [axes[0].shape[1], axes[1].shape[1]]
+            means = [
+                mean if kept == size else np.zeros(kept) for mean, (_, size, kept) in zip(means, blocks_in, strict=True)
+            ]
+            sizes = list(reduced)
         covariance = scatter / (rows - 1)
         split = sizes[0]
         blocks = {
@@ -180,7 +276,14 @@ class PWCCA(WithOptions):
             "mean_cca": float(correlations.mean()),
             "canonical_correlations": correlations.tolist(),
             "weights": weights.tolist(),
+            "max_components": self.max_components,
         }
+        warning = small_sample_warning(rows, details["kept"])
+        if warning is not None:
+            details["warning"] = warning
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning(warning)
         return MetricResult(float(weights @ correlations), details)
 
 
