@@ -3,6 +3,7 @@ mean_distance metric): every model trained and scored in one table."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -25,19 +26,37 @@ def demo(tmp_path, *options):
     return json.loads(result.stdout), run
 
 
-def test_demo_trains_the_baseline_and_each_quantizer_and_scores_them(tmp_path):
-    rows, run = demo(tmp_path, "--set", "quantizer_options.rounding.levels=4")
-    values = {(row["model"], row["metric"]): row["value"] for row in rows}
+@pytest.fixture(scope="module")
+def levels_4(tmp_path_factory):
+    """One demo run shared by the tests that read its rows and files."""
+    return demo(tmp_path_factory.mktemp("demo"), "--set", "quantizer_options.rounding.levels=4")
+
+
+def test_demo_trains_the_baseline_and_each_quantizer_and_scores_them(levels_4):
+    rows, run = levels_4
+    values = {(row["model"], row["metric"]): row["value"] for row in rows if row["class"] is None}
     assert set(values) == {
         (m, s)
         for m in ("baseline", "rounding")
-        for s in ("mean_iou", "bits_per_vector", "compression_ratio", "mean_distance")
+        for s in ("mean_iou", "pixel_accuracy", "sample_iou_mean", "sample_iou_median", "mean_distance")
     }
     assert values["baseline", "mean_distance"] == 0.0  # no quantizer: the features are the originals
     assert values["rounding", "mean_distance"] < 0.0
-    assert values["rounding", "bits_per_vector"] == 8.0 and values["baseline", "bits_per_vector"] == 8 * 32
-    assert values["rounding", "compression_ratio"] == 8 * 32 / 8.0
     assert (run / "metrics.png").is_file() and (run / "rounding" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_every_demo_row_says_which_model_and_setting_it_is_about(levels_4):
+    rows, run = levels_4
+    assert all(list(row)[:7] == ["model", "backbone", "quantizer", "metric", "class", "level", "value"] for row in rows)
+    rounding = [row for row in rows if row["model"] == "rounding"]
+    assert {row["bits_per_vector"] for row in rounding} == {8.0} and {row["levels"] for row in rounding} == {4}
+    assert {row["compression_ratio"] for row in rounding} == {8 * 32 / 8.0}
+    assert {row["bits_per_vector"] for row in rows if row["model"] == "baseline"} == {8 * 32}
+    assert {(row["seed"], row["epochs"], row["split"], row["dataset"]) for row in rows} == {(0, 1, "test", "synthetic")}
+    classes = [row["class"] for row in rounding if row["metric"] == "iou"]
+    assert classes and len(set(classes)) == len(classes)
+    with open(run / "rounding" / "confusion_matrix.csv", newline="") as handle:
+        assert next(csv.reader(handle))[1:] == classes
 
 
 def test_demo_is_repeatable_under_a_seed(tmp_path):

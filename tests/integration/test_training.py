@@ -34,9 +34,15 @@ def trained(tmp_path_factory):
     squeeze_result, squeeze = esq_run(root, "squeeze", *SMALL, "--quantizer", "vq", "--codebook-size", "16")
     baseline_result, baseline = esq_run(root, "baseline", *SMALL)
     return {
-        "squeeze": (json.loads(squeeze_result.stdout)[0], squeeze),
-        "baseline": (json.loads(baseline_result.stdout)[0], baseline),
+        "squeeze": (scores(json.loads(squeeze_result.stdout)), squeeze),
+        "baseline": (scores(json.loads(baseline_result.stdout)), baseline),
     }
+
+
+def scores(rows):
+    """A run's settings and its whole-model scores (the rows of no class and no level), as one dict."""
+    whole = {row["metric"]: row["value"] for row in rows if row["class"] is None and row["level"] is None}
+    return {**{k: v for k, v in rows[0].items() if k not in ("metric", "class", "level", "value")}, **whole}
 
 
 def test_squeeze_writes_checkpoints_logs_and_the_test_scores(trained):
@@ -52,6 +58,58 @@ def test_squeeze_writes_checkpoints_logs_and_the_test_scores(trained):
     assert 1.0 <= row["perplexity"] <= 16.0 and 0.0 < row["codebook_usage"] <= 1.0
     document = json.loads((run / "results.json").read_text())
     assert document["summary"]["best_checkpoint"] == "checkpoints/best.ckpt"
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_results_csv_is_one_row_per_metric_with_the_settings_that_tell_runs_apart(trained):
+    _, run = trained["squeeze"]
+    rows = read_csv(run / "results.csv")
+    assert len({(row["metric"], row["class"], row["level"]) for row in rows}) == len(rows)
+    for column, value in {
+        "codebook_size": "16",
+        "bottleneck_dim": "64",
+        "bits_per_vector": "4.0",
+        "split": "test",
+    }.items():
+        assert {row[column] for row in rows} == {value}
+    assert {row["dataset"] for row in rows} == {"synthetic"} and {row["epochs"] for row in rows} == {"1"}
+    classes = load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["class_names"]
+    assert [row["class"] for row in rows if row["metric"] == "iou"] == classes
+    assert {"mean_iou", "pixel_accuracy", "codebook_usage", "perplexity", "dead_codes"} <= {
+        row["metric"] for row in rows
+    }
+    _, baseline = trained["baseline"]
+    baseline_rows = read_csv(baseline / "results.csv")
+    assert {row["quantizer"] for row in baseline_rows} == {"none"} and "codebook_size" not in baseline_rows[0]
+    assert not [row for row in baseline_rows if row["metric"] == "codebook_usage"]
+
+
+def test_codebook_usage_is_that_of_every_test_code_and_the_confusion_matrix_gives_the_ious(trained):
+    _, run = trained["squeeze"]
+    rows = {(row["metric"], row["class"]): row["value"] for row in read_csv(run / "results.csv")}
+    model = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    test_set = open_segmentation(**model.hparams["data"], split="test")
+    images, masks = zip(*(test_set[i] for i in range(len(test_set))), strict=True)
+    backbone = model.model.backbone
+    codes = model.model.quantizer.encode(backbone.embed(backbone.preprocess(torch.stack(images))))
+    assert float(rows["distinct_codes", ""]) == codes.unique().numel()
+    assert float(rows["codebook_usage", ""]) == pytest.approx(codes.unique().numel() / 16)
+    with open(run / "confusion_matrix.csv", newline="") as handle:
+        header, *lines = list(csv.reader(handle))
+    confusion = torch.tensor([[int(count) for count in line[1:]] for line in lines])
+    assert header[1:] == [line[0] for line in lines] == model.hparams["class_names"]
+    assert int(confusion.sum()) == int((torch.stack(masks) != 255).sum())
+    union = confusion.sum(0) + confusion.sum(1) - confusion.diagonal()
+    for name, intersection, size in zip(header[1:], confusion.diagonal().tolist(), union.tolist(), strict=True):
+        assert (
+            (rows["iou", name] == "") if size == 0 else float(rows["iou", name]) == pytest.approx(intersection / size)
+        )
+    summary = json.loads((run / "results.json").read_text())["summary"]
+    assert summary["confusion_matrix"] == "confusion_matrix.csv" and summary["class_names"] == header[1:]
 
 
 def test_a_checkpoint_rebuilds_the_model_alone_and_scores_what_the_run_reported(trained):
@@ -200,10 +258,11 @@ def test_two_processes_with_ddp_share_one_run_directory_and_save_a_loadable_chec
     command += ["--strategy", "ddp", "--codebook-size", "16", "--output-dir", str(tmp_path), "--json"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    (row,) = json.loads(finished.stdout)  # the second process printed nothing
+    rows = json.loads(finished.stdout)  # the second process printed nothing
     (run,) = (tmp_path / "squeeze").iterdir()
     assert (run / "run-rank1.log").is_file() and "DDP" not in finished.stdout
-    assert json.loads((run / "results.json").read_text())["rows"] == [row]
+    assert json.loads((run / "results.json").read_text())["rows"] == rows
+    assert (run / "confusion_matrix.csv").is_file()
     model = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert model.hparams["quantizer"] == "vq" and model.bits_per_vector == 4.0
 
@@ -248,7 +307,7 @@ def test_a_folder_dataset_trains(tmp_path):
     result, run = esq_run(
         tmp_path, "baseline", *FILES_SMALL, "--dataset", "folder", "--data-path", str(data), "--num-classes", "2"
     )
-    assert json.loads(result.stdout)[0]["mean_iou"] >= 0.0
+    assert scores(json.loads(result.stdout))["mean_iou"] >= 0.0
     assert load_checkpoint(run / "checkpoints" / "best.ckpt").hparams["data"]["data_path"] == str(data)
 
 
