@@ -233,3 +233,52 @@ def test_small_sample_warnings_say_what_a_small_n_means_for_each_class():
     assert all("vq, fsq" in line for line in lines)
     assert not small_sample_warnings(["cka"], shapes, {"cka": {"debiased": True}}, 0)
     assert not small_sample_warnings(["cka", "pwcca"], {"vq": (1000, 64)}, {}, 0)
+
+
+# esq run visualize, on the same two checkpoints (no training of its own)
+
+
+def visualize(tmp_path: Path, checkpoints: Path, *options: str) -> dict:
+    models = ["--vq-checkpoint", str(checkpoints / "squeeze.ckpt")]
+    models += ["--baseline-checkpoint", str(checkpoints / "baseline.ckpt")]
+    esq(tmp_path, "run", "visualize", *models, *options)
+    return json.loads((last_run(tmp_path, "visualize") / "results.json").read_text())["summary"]
+
+
+def test_visualize_warns_when_n_best_and_n_worst_exceed_the_split_and_shows_each_sample_once(
+    checkpoints, tmp_path, caplog
+):
+    summary = visualize(tmp_path, checkpoints, "--n-best", "5", "--n-worst", "5")
+    best, worst = summary["shown"]["best"], summary["shown"]["worst"]
+    assert not set(best) & set(worst) and len(best) + len(worst) == summary["samples"]
+    (line,) = [record.getMessage() for record in caplog.records if "exceed" in record.getMessage()]
+    assert f"exceed the {summary['samples']} samples" in line and f"best {len(best)}" in line
+
+
+def test_choose_samples_shares_out_the_samples_and_keeps_what_fits():
+    from esq.builtin.pipelines.visualize import choose_samples
+
+    ranked = [3, 0, 4, 1, 2]
+    assert choose_samples(ranked, 2, 2) == ([3, 0], [2, 1], None)
+    for n_best, n_worst in ((5, 5), (10, 1), (0, 9), (9, 0), (1, 10)):
+        best, worst, note = choose_samples(ranked, n_best, n_worst)
+        assert note and not set(best) & set(worst) and len(best) + len(worst) == len(ranked)
+        assert best == ranked[: len(best)] and worst == ranked[::-1][: len(worst)]
+        assert len(best) <= n_best and len(worst) <= n_worst
+
+
+def test_visualize_labels_folder_images_by_file_name(checkpoints, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    generator = np.random.default_rng(0)
+    for index in range(10):
+        Image.fromarray(generator.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"images/cat_{index}.png"
+        )
+        Image.fromarray(generator.integers(0, 4, (16, 16), dtype=np.uint8)).save(folder / f"masks/cat_{index}.png")
+    summary = visualize(tmp_path, checkpoints, "--dataset", "folder", "--data-path", str(folder), "--n-worst", "0")
+    names = {path.name for path in (folder / "images").iterdir()}
+    assert summary["shown"]["best"] and all(label.split(" ", 1)[1] in names for label in summary["shown"]["best"])

@@ -91,9 +91,46 @@ def _predict(models: dict[str, Any], dataset: Any, batch_size: int, context: Run
     return {key: torch.cat(values) for key, values in found.items()}
 
 
-def _sample(found: dict[str, Any], index: int) -> dict[str, Any]:
+def choose_samples(ranked: list[int], n_best: int, n_worst: int) -> tuple[list[int], list[int], str | None]:
+    """The best and worst of ``ranked`` (best first), no sample in both, and why fewer were taken:
+    when ``n_best + n_worst`` exceed the samples, they are shared out (the worst get at most half
+    when best are wanted too).
+
+    >>> choose_samples([4, 2, 0, 1, 3], 5, 5)[:2]
+    ([4, 2, 0], [3, 1])
+    >>> choose_samples([4, 2, 0, 1, 3], 2, 1)
+    ([4, 2], [3], None)
+    """
+    count = len(ranked)
+    if n_best + n_worst <= count:
+        return ranked[:n_best], ranked[::-1][:n_worst], None
+    worst = min(n_worst, count // 2 if n_best else count)
+    best = min(n_best, count - worst)
+    worst = min(n_worst, count - best)
+    samples = "1 sample" if count == 1 else f"{count} samples"
+    note = (
+        f"n_best {n_best} + n_worst {n_worst} exceed the {samples} with a score; showing the best {best} "
+        f"and the worst {worst}, each sample once (lower n_best / n_worst, or use a larger dataset_split)"
+    )
+    return ranked[:best], ranked[::-1][:worst], note
+
+
+def sample_name(dataset: Any, position: int) -> str:
+    """How a figure names item ``position`` of ``dataset``: its image's file name where the data is
+    files (``folder``, ``oxford_pet``), with the position in the split; else the position."""
+    from pathlib import Path
+
+    from esq.builtin.pipelines.similarity.features import printable
+
+    pairs = getattr(dataset, "pairs", None)
+    if pairs is None:
+        return str(position)
+    return f"{position} {printable(Path(pairs[dataset.indices[position]][0]).name)}"
+
+
+def _sample(found: dict[str, Any], index: int, name: str) -> dict[str, Any]:
     return {
-        "index": index,
+        "index": name,
         "image": found["images"][index].numpy(),
         "truth": found["truth"][index].numpy(),
         "baseline": found["baseline"][index].numpy(),
@@ -129,11 +166,16 @@ def run(config: VisualizeConfig, context: RunContext) -> Results:
     ranked = [index for index in ranked if not torch.isnan(scores[index])]
     split = config.dataset_split
     title = f"{quantized.hparams['backbone']} + {quantized.hparams['quantizer']} against the baseline, {split} split"
-    for kind, chosen in (("best", ranked[: config.n_best]), ("worst", ranked[::-1][: config.n_worst])):
+    best, worst, note = choose_samples(ranked, config.n_best, config.n_worst)
+    if note:
+        context.log.warning("%s", note)
+    shown = {}
+    for kind, chosen in (("best", best), ("worst", worst)):
+        shown[kind] = [sample_name(dataset, index) for index in chosen]
         plot_samples(
             context.path(f"{kind}_results_{split}.png"),
             f"{kind} {len(chosen)} by the quantized model's IoU — {title}",
-            [_sample(found, index) for index in chosen],
+            [_sample(found, index, name) for index, name in zip(chosen, shown[kind], strict=True)],
             list(quantized.hparams["class_names"]),
             dataset.ignore_index,
         )
@@ -162,5 +204,6 @@ def run(config: VisualizeConfig, context: RunContext) -> Results:
         "baseline_checkpoint": config.baseline_checkpoint,
         "vq_checkpoint": config.vq_checkpoint,
         "figures": [f"best_results_{split}.png", f"worst_results_{split}.png"],
+        "shown": shown,
     }
     return Results(rows=rows, summary=summary)
