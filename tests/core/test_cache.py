@@ -558,7 +558,9 @@ def test_cache_ls_ends_with_the_totals_and_keeps_json_and_csv_data_alone(populat
     for output_format in ("json", "csv"):
         result = esq("ls", "--cache-dir", str(populated), "--format", output_format)
         assert line not in result.stdout and line in result.stderr
-    assert esq("ls", "--cache-dir", str(populated), "--format", "markdown").stdout.rstrip("\n").endswith(line)
+    markdown = esq("ls", "--cache-dir", str(populated), "--format", "markdown").stdout
+    assert markdown.rstrip("\n").endswith(line) and markdown.startswith("| backbone | weights | layer | source |")
+    assert " entry |" not in markdown.splitlines()[0]  # the entry folder is for scripts (json, csv)
 
 
 def test_a_miss_shows_progress_chunk_by_chunk_and_a_hit_shows_none(tmp_path):

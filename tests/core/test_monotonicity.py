@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from esq.builtin.pipelines.degradation.monotonicity import plot_configuration, spearman
+from esq.builtin.pipelines.degradation.monotonicity import (
+    configuration_figure,
+    heatmap_figure,
+    level_label,
+    plot_configuration,
+    plot_heatmap,
+    spearman,
+)
 
 
 def average_ranks(values):
@@ -55,3 +62,52 @@ def test_plot_writes_one_png_atomically(tmp_path):
     path = plot_configuration(tmp_path / "monotonicity_top1.png", "#1 demo", curves, clean=0.05)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["monotonicity_top1.png"]
+
+
+def test_a_level_is_labelled_by_its_degradations_name_and_unit_else_level():
+    class Declared:
+        level_name, level_unit = "warp", "px"
+
+    class NameOnly:
+        level_name = "quality"
+
+    assert (level_label(Declared()), level_label(NameOnly()), level_label(object())) == (
+        "warp (px)",
+        "quality",
+        "level",
+    )
+
+
+def test_each_panel_names_its_level_on_x_and_the_metric_on_y():
+    pytest.importorskip("matplotlib")
+    curves = {
+        "blur": {"levels": [1, 2], "scores": [0.1, 0.2], "monotonicity": 1.0, "level_label": "blur σ (px)"},
+        "custom": {"levels": [1, 2], "scores": [0.2, 0.1], "monotonicity": -1.0},
+    }
+    figure = configuration_figure("#1", curves, clean=0.05, metric="fid vs 40 reference images")
+    visible = [axis for axis in figure.axes if axis.get_visible()]
+    assert [axis.get_xlabel() for axis in visible] == ["blur σ (px)", "level"]
+    assert {axis.get_ylabel() for axis in visible} == {"fid vs 40 reference images"}
+
+
+def test_the_heatmap_has_a_row_per_configuration_a_column_per_degradation_and_every_value(tmp_path):
+    pytest.importorskip("matplotlib")
+    configurations, degradations = ["#1 a", "#2 b", "#3 c"], ["blur", "noise", "mean ρ"]
+    values = [[1.0, 0.5, 0.75], [0.2, math.nan, 0.2], [-1.0, -0.5, -0.75]]
+    figure = heatmap_figure("ρ", configurations, degradations, values)
+    (axis, _colorbar) = figure.axes
+    assert [label.get_text() for label in axis.get_yticklabels()] == configurations
+    assert [label.get_text() for label in axis.get_xticklabels()] == degradations
+    assert [text.get_text() for text in axis.texts] == [
+        "1.00",
+        "0.50",
+        "0.75",
+        "0.20",
+        "n/a",
+        "0.20",
+        "-1.00",
+        "-0.50",
+        "-0.75",
+    ]
+    path = plot_heatmap(tmp_path / "monotonicity_heatmap.png", "ρ", configurations, degradations, values)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -71,10 +71,12 @@ def test_fid_rises_with_blur_sigma_on_the_builtin_images(tmp_path, monkeypatch):
 
 def test_outputs_rows_per_configuration_and_degradation_plots_and_ranking(tmp_path):
     degradations = 'degradations={blur={type="gaussian_blur", levels=[1, 3]}, noise={type="gaussian_noise"}}'
-    result, directory = run_degradation(tmp_path, "metrics=[fid,kid,cmmd]", degradations, "top_k=2")
+    result, directory = run_degradation(tmp_path, "metrics=[fid,kid,cmmd]", degradations, "top_k=2", "ranking_rows=2")
     with open(directory / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 2
+    labels = {(row["degradation"], row["level_label"]) for row in rows}
+    assert labels == {("blur", "blur σ (px)"), ("noise", "noise std (0–255 scale)")}
     assert {(row["metric"], row["degradation"]) for row in rows} == {
         (metric, degradation) for metric in ("fid", "kid", "cmmd") for degradation in ("blur", "noise")
     }
@@ -84,9 +86,14 @@ def test_outputs_rows_per_configuration_and_degradation_plots_and_ranking(tmp_pa
     assert means == sorted(means, reverse=True)
     noise_levels = records[0]["degradations"]["noise"]["levels"]
     assert len(records[0]["degradations"]["noise"]["scores"]) == len(noise_levels) > 5
-    assert sorted(path.name for path in directory.glob("*.png")) == ["monotonicity_top1.png", "monotonicity_top2.png"]
-    assert (directory / "monotonicity_top1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plots = ["monotonicity_heatmap.png", "monotonicity_top1.png", "monotonicity_top2.png"]
+    assert sorted(path.name for path in directory.glob("*.png")) == plots
+    assert sorted(json.loads((directory / "results.json").read_text())["summary"]["plots"]) == plots
+    assert (directory / "monotonicity_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mean ρ" in result.stdout and "tiny_cnn · block4 · raw" in result.stdout
+    # the ranking shows the best two and says it hides the third
+    assert result.stdout.count("tiny_cnn · block4 · raw") == 2
+    assert "1 more not shown (ranking_rows = 2); all in results.csv" in result.stdout
 
 
 def test_second_run_reads_the_cache_without_building_the_backbone(tmp_path, monkeypatch):
@@ -151,7 +158,7 @@ def test_layer_configs_transforms_and_distribution_models_form_the_grid(tmp_path
         for model, metric in (("-", "fid"), ("gmm_diag", "gmm_mahalanobis"), ("kde", "kde_nll"))
     }
     assert grid == expected
-    assert not list(directory.glob("*.png"))
+    assert [path.name for path in directory.glob("*.png")] == ["monotonicity_heatmap.png"]  # top_k=0: no top plots
 
 
 def test_too_wide_features_are_skipped_and_said_so(tmp_path):

@@ -344,3 +344,9 @@ def test_options_rebuild_the_same_degradation(name):
     degradation = create(name)
     rebuilt = create(name, **degradation.options)
     assert rebuilt.options == degradation.options and tuple(rebuilt.levels) == tuple(degradation.levels)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_degradation_says_what_its_level_is(name):
+    degradation = create(name)
+    assert degradation.level_name not in ("", "level") and isinstance(degradation.level_unit, str)

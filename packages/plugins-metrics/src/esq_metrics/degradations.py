@@ -11,6 +11,10 @@ The default ``levels`` are those of the pipeline esq replaces (projetmetric's ``
 ``levels="imagenet_c"`` selects the five severities of ImageNet-C (Hendrycks & Dietterich,
 "Benchmarking Neural Network Robustness to Common Corruptions and Perturbations", ICLR 2019)
 where it has the same corruption; any strictly increasing list of levels in range works too.
+
+Each degradation says what its level is (``level_name``, ``level_unit``: "blur σ" in "px",
+"noise std" on the "0–255 scale", ...), which ``esq run degradation`` writes on its plots' axes
+and in ``results.csv``; a plugin's degradation declares the same two attributes (both optional).
 """
 
 from __future__ import annotations
@@ -163,6 +167,10 @@ class ImageDegradation(WithOptions):
     """
 
     name: ClassVar[str] = ""
+    # What a level is, for plots' axes and results ("blur σ (px)"): any degradation, a plugin's
+    # too, may declare both; esq run degradation labels an axis "level" when it declares neither.
+    level_name: ClassVar[str] = "level"
+    level_unit: ClassVar[str] = ""
     reference_levels: ClassVar[tuple[float, ...]] = ()
     presets: ClassVar[dict[str, tuple[float, ...]]] = {}
 
@@ -254,6 +262,8 @@ class GaussianBlur(ImageDegradation):
     """
 
     name = "gaussian_blur"
+    level_name = "blur σ"
+    level_unit = "px"
     reference_levels: ClassVar[tuple[float, ...]] = (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.3, 1.6, 2, 2.5, 3)
     presets: ClassVar[dict[str, tuple[float, ...]]] = {"imagenet_c": (1, 2, 3, 4, 6)}
 
@@ -289,6 +299,8 @@ class GaussianNoise(ImageDegradation):
     """
 
     name = "gaussian_noise"
+    level_name = "noise std"
+    level_unit = "0–255 scale"
     reference_levels: ClassVar[tuple[float, ...]] = (1, 2, 3, 5, 7, 9, 12, 15, 18, 22, 26, 30)
     presets: ClassVar[dict[str, tuple[float, ...]]] = {"imagenet_c": (20.4, 30.6, 45.9, 66.3, 96.9)}
 
@@ -332,6 +344,8 @@ class BlurContrast(ImageDegradation):
     """
 
     name = "blur_contrast"
+    level_name = "blur + contrast step"
+    level_unit = "index into sigmas / contrast_factors"
 
     def __init__(
         self,
@@ -416,6 +430,8 @@ class Aliasing(ImageDegradation):
     """
 
     name = "aliasing"
+    level_name = "down-sampling factor"
+    level_unit = "×"
     reference_levels: ClassVar[tuple[float, ...]] = (2, 4, 8)
     presets: ClassVar[dict[str, tuple[float, ...]]] = {"imagenet_c": (1 / 0.6, 2, 2.5, 1 / 0.3, 4)}
 
@@ -455,6 +471,7 @@ class JPEG(ImageDegradation):
     """
 
     name = "jpeg"
+    level_name = "100 − JPEG quality"
     reference_levels: ClassVar[tuple[float, ...]] = (10, 30, 50, 70, 90)
     presets: ClassVar[dict[str, tuple[float, ...]]] = {"imagenet_c": (75, 82, 85, 90, 93)}
 

@@ -260,9 +260,10 @@ def list_entries(cache_dir: str | None, output_format: str) -> None:
         else:
             click.echo(f"activation cache {store.root}: empty")
         return
-    columns = [column for column in rows[0] if column != "entry"] if output_format == "table" else None
-    print_rows(f"activation cache: {store.root}", rows, output_format, columns)  # the entry folder: not in tables
-    if output_format in ("table", "markdown"):
+    for_people = output_format in ("table", "markdown")  # the entry folder is for scripts only
+    columns = [column for column in rows[0] if column != "entry"] if for_people else None
+    print_rows(f"activation cache: {store.root}", rows, output_format, columns)
+    if for_people:
         click.echo(f"\n{totals(rows)} in {store.root}")
     else:  # json and csv stay data alone; the totals go to stderr
         sys.stdout.flush()

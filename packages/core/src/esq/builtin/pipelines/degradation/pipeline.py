@@ -98,6 +98,9 @@ class DegradationConfig(PipelineConfig):
     device: str = "cpu"
     batch_size: int = 32
     top_k: int = field(default=5, metadata={"help": "plots monotonicity_top1.png … top{k}.png"})
+    ranking_rows: int = field(
+        default=20, metadata={"help": "configurations the printed ranking shows (results.csv has all)"}
+    )
     max_feature_dim: int = field(default=8192, metadata={"help": "wider metric inputs are skipped"})
     max_gram_dim: int = field(default=131_328, metadata={"help": "wider Gram vectors (> 512 channels) are skipped"})
 
@@ -108,6 +111,7 @@ class DegradationConfig(PipelineConfig):
             ("pca_dim", 1),
             ("batch_size", 1),
             ("top_k", 0),
+            ("ranking_rows", 1),
             ("max_feature_dim", 1),
             ("max_gram_dim", 1),
         ):

@@ -8,8 +8,6 @@ from typing import Any
 
 from esq import DataError, EsqError, Results, RunContext, error_line
 
-RANKING_ROWS = 20
-
 
 def _channels(chunks: list[Any]) -> int:
     """Channels of a layer's ``(N, C, H, W)`` maps, or the width of its ``(N, T, D)`` tokens."""
@@ -47,7 +45,7 @@ def score_backbone(
         pool_chunks,
         pooled_width,
     )
-    from esq.builtin.pipelines.degradation.monotonicity import spearman
+    from esq.builtin.pipelines.degradation.monotonicity import level_label, spearman
 
     pooled: dict[tuple[str, Any, str, str], Any] = {}
 
@@ -105,6 +103,10 @@ def score_backbone(
                     for name, values in levels.items()
                 }
                 records.append(_record(base, entry, "ok", scores[("clean", None)], levels, curves))
+    labels = {name: level_label(degradation) for name, degradation in degradations.items()}
+    for record in records:  # what each degradation's level is, for the plots' axes and results.json
+        for name, curve in record["degradations"].items():
+            curve["level_label"] = labels[name]
     return records
 
 
@@ -194,12 +196,16 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
     )
     for rank, record in enumerate(ranked, start=1):
         record["rank"] = rank
-    plotted = [record for record in ranked if record["status"] == "ok"][: config.top_k]
+    scored = [record for record in ranked if record["status"] == "ok"]
+    plotted = scored[: config.top_k]
+    plots = []
     for rank, record in enumerate(plotted, start=1):
         title = f"#{rank}  {_label(record)}  (mean ρ = {record['mean_monotonicity']:.3f})"
-        plot_configuration(
-            context.path(f"monotonicity_top{rank}.png"), title, record["degradations"], record["clean_score"]
-        )
+        path = context.path(f"monotonicity_top{rank}.png")
+        plot_configuration(path, title, record["degradations"], record["clean_score"], _metric_axis(config, record))
+        plots.append(path.name)
+    if scored:
+        plots.append(_heatmap(config, scored, context))
     rows = [
         {
             "rank": record["rank"],
@@ -209,6 +215,8 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
             "distribution": record["distribution"],
             "metric": record["metric"],
             "degradation": name,
+            "level_label": curve["level_label"],
+            "levels": curve["levels"],
             "monotonicity": curve["monotonicity"],
             "mean_monotonicity": record["mean_monotonicity"],
             "clean_score": record["clean_score"],
@@ -226,14 +234,63 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
             "mean ρ": record["mean_monotonicity"],
             **{name: curve["monotonicity"] for name, curve in record["degradations"].items()},
         }
-        for record in ranked[:RANKING_ROWS]
-        if record["status"] == "ok"
+        for record in scored[: config.ranking_rows]
     ]
+    hidden = hidden_line(len(scored) - len(table), len(ranked) - len(scored), config.ranking_rows)
+    if hidden:
+        table.append({"rank": "…", "configuration": hidden})
+        context.log.info("ranking of %d configurations: %s", len(ranked), hidden)
     summary = {
         "mode": config.mode,
         "n_reference": config.mode_value("n_reference"),
         "n_evaluation": config.mode_value("n_evaluation"),
-        "plots": [f"monotonicity_top{rank}.png" for rank in range(1, len(plotted) + 1)],
+        "plots": plots,
+        "ranking_shows": len(table) - bool(hidden),
         "configurations": ranked,
     }
     return Results(rows=rows, summary=summary, table=table)
+
+
+def hidden_line(not_shown: int, not_scored: int, ranking_rows: int) -> str | None:
+    """What the printed ranking leaves out, in words; ``None`` when it shows every configuration.
+
+    >>> hidden_line(37, 0, 20)
+    '37 more not shown (ranking_rows = 20); all in results.csv'
+    >>> hidden_line(0, 2, 20)
+    '2 not scored (results.csv says why)'
+    """
+    parts = []
+    if not_shown:
+        parts.append(f"{not_shown} more not shown (ranking_rows = {ranking_rows}); all in results.csv")
+    if not_scored:
+        parts.append(f"{not_scored} not scored (results.csv says why)")
+    return "; ".join(parts) or None
+
+
+def _metric_axis(config: Any, record: dict[str, Any]) -> str:
+    """The y axis of a configuration's plot: the metric (and its distribution model) and what it compares."""
+    model = "" if record["distribution"] == "-" else f" ({record['distribution']})"
+    return f"{record['metric']}{model} vs {config.mode_value('n_reference')} reference images"
+
+
+HEATMAP_ROWS = 40
+
+
+def _heatmap(config: Any, scored: list[dict[str, Any]], context: RunContext) -> str:
+    """``monotonicity_heatmap.png``: ρ of the best ``HEATMAP_ROWS`` scored configurations (rows,
+    best first) for each degradation and their mean (columns); the title says how many it leaves out."""
+    from esq.builtin.pipelines.degradation.monotonicity import plot_heatmap
+
+    shown = scored[:HEATMAP_ROWS]
+    degradations = list(shown[0]["degradations"])
+    values = [[record["degradations"][name]["monotonicity"] for name in degradations] for record in shown]
+    values = [[*row, record["mean_monotonicity"]] for row, record in zip(values, shown, strict=True)]
+    left_out = f", top {len(shown)} of {len(scored)}" if len(shown) < len(scored) else ""
+    title = (
+        f"Spearman ρ of score vs level, configuration × degradation{left_out}\n"
+        f"{config.mode_value('n_reference')} reference, {config.mode_value('n_evaluation')} evaluation images"
+    )
+    labels = [f"#{record['rank']} {_label(record)}" for record in shown]
+    path = context.path("monotonicity_heatmap.png")
+    plot_heatmap(path, title, labels, [*degradations, "mean ρ"], values)
+    return path.name
