@@ -180,9 +180,12 @@ def test_image_to_texts_equals_cn_clips_transform(datapath, tmp_path):
     assert ours == {101: [1, 4], 102: [2], 103: [2, 3], 104: [4]}
 
 
-def test_unknown_image_id_is_a_key_error(datapath):
-    with pytest.raises(KeyError, match="no image 999"):
-        open_split(datapath, "toy", "valid").image(999)
+@pytest.mark.parametrize("source", ["tsv", "lmdb"])
+def test_an_image_id_the_split_lacks_is_one_line_naming_the_file_and_the_id(datapath, source):
+    if source == "lmdb":
+        build_lmdb(dataset_dir(datapath), ["valid"])
+    with pytest.raises(DataError, match=r"(valid_imgs.tsv|imgs): no image 999; ask for the ids of this split"):
+        open_split(datapath, "toy", "valid", source=source).image(999)
 
 
 def test_a_set_pickles_for_worker_processes(datapath):

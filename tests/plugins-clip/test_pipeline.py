@@ -99,6 +99,7 @@ def test_a_run_writes_the_official_files_and_the_official_scorer_agrees(tmp_path
         "valid_texts.tr.jsonl",
         "text_to_image_results.json",
         "image_to_text_results.json",
+        "sources.json",
     }
     lines = (folder / "valid_predictions.jsonl").read_text().splitlines()
     assert len(lines) == 15 and all(len(json.loads(line)["image_ids"]) == 10 for line in lines)
@@ -159,8 +160,18 @@ def test_checkpoints_with_one_file_name_get_their_folders_in_names_and_rows(tmp_
         copy.parent.mkdir()
         shutil.copy(checkpoint[1], copy)
     result, run = retrieval(tmp_path, f"model_paths=[{copies[0]},{copies[1]}]", "steps=[extract]")
-    assert sorted(row["model"] for row in json.loads(result.stdout)) == ["a-epoch_latest", "b-epoch_latest"]
+    rows = json.loads(result.stdout)
+    assert sorted(row["model"] for row in rows) == ["a-epoch_latest", "b-epoch_latest"]
     assert {path.name for path in run.iterdir() if path.is_dir()} == {"a-epoch_latest", "b-epoch_latest"}
+    # extract alone prints what it extracted: counts, dimension, files (relative to the run folder)
+    for row in rows:
+        assert (row["images"], row["texts"], row["dimension"]) == (12, 15, checkpoint[0].visual.output_dim)
+        for column in ("image_features", "text_features"):
+            lines = (run / row[column]).read_text().splitlines()
+            assert (
+                len(lines) == row[column.split("_")[0] + "s"]
+                and len(json.loads(lines[0])["feature"]) == row["dimension"]
+            )
 
 
 @pytest.mark.parametrize("paths", ["[none,none]", "[{0},{0}]"])
@@ -220,7 +231,21 @@ def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path,
         pytest.param(["split=test"], "test_imgs.tsv: no such file", id="missing split files"),
         pytest.param(["dataset=MUGE"], "no such dataset folder", id="missing dataset"),
         pytest.param(["model_paths=[missing.pt]"], "model_paths: no checkpoint at missing.pt", id="missing checkpoint"),
-        pytest.param(["steps=[knn,recall]"], "features_dir must name a previous run", id="no features_dir"),
+        pytest.param(
+            ["steps=[knn,recall]"],
+            "TOY/valid_imgs.img_feat.jsonl: no such file (Chinese-CLIP's extract_features.py writes",
+            id="no features where cn-clip writes them",
+        ),
+        pytest.param(
+            ["steps=[knn,recall]", "model_paths=[none,x.pt]"],
+            "features_dir: 2 models, but without it the files are read from",
+            id="models without features_dir",
+        ),
+        pytest.param(
+            ["steps=[recall]", "features_dir=nowhere"],
+            "nowhere/random/valid_predictions.jsonl: no such file: the knn step is missing",
+            id="recall without predictions",
+        ),
         pytest.param(
             ["steps=[knn,recall]", "features_dir=nowhere"], "features_dir: no nowhere/random/", id="missing features"
         ),
@@ -242,3 +267,73 @@ def test_model_names_are_plain_folder_names_beside_the_run_files():
     assert len(set(names.values())) == 5
     for name in names.values():
         assert run_file_name("model", name) == name
+
+
+def write_perfect_features(folder: Path, first_image: int = 100) -> Path:
+    """The features of 12 images and 15 texts in the official files, each text equal to its first
+    gold image (as ``write_dataset`` names them): Recall@1 text→image is 100."""
+    folder.mkdir(parents=True, exist_ok=True)
+    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0]
+    with open(folder / "valid_imgs.img_feat.jsonl", "w") as handle:
+        for row in range(12):
+            handle.write(json.dumps({"image_id": first_image + row, "feature": basis[row].tolist()}) + "\n")
+    with open(folder / "valid_texts.txt_feat.jsonl", "w") as handle:
+        for text_id in range(15):
+            handle.write(json.dumps({"text_id": text_id, "feature": basis[text_id % 12].tolist()}) + "\n")
+    return folder
+
+
+def test_steps_run_as_separate_commands_find_their_inputs_through_what_earlier_steps_recorded(tmp_path):
+    """extract → knn --features-dir EXT → recall --features-dir KNN (→ recall --features-dir RECALL):
+    each finds the features and predictions where the earlier runs left them, writing only its own run."""
+    write_dataset(tmp_path / "data")
+    extracted = tmp_path / "extracted"  # what an extract run leaves: <run>/<model>/ features
+    write_perfect_features(extracted / "random")
+    result, knn = retrieval(tmp_path, "steps=[knn]", f"features_dir={extracted}")
+    rows = json.loads(result.stdout)
+    assert {(row["direction"], row["predictions"]) for row in rows} == {
+        ("text_to_image", "random/valid_predictions.jsonl"),
+        ("image_to_text", "random/valid_tr_predictions.jsonl"),
+    }
+    assert not (knn / "random" / "valid_imgs.img_feat.jsonl").exists()
+    result, recall = retrieval(tmp_path, "steps=[recall]", f"features_dir={knn}")
+    rows = {row["direction"]: row for row in json.loads(result.stdout)}
+    assert rows["text_to_image"]["r1"] == 100.0 and rows["text_to_image"]["bits_per_vector"] == 32 * 16
+    assert json.loads((recall / "random" / "text_to_image_results.json").read_text())["scoreJson"]["r1"] == 100.0
+    result, _ = retrieval(tmp_path, "steps=[recall]", f"features_dir={recall}")  # a recall run leads to its predictions
+    assert {row["direction"]: row["r10"] for row in json.loads(result.stdout)} == {
+        direction: row["r10"] for direction, row in rows.items()
+    }
+    result, _ = retrieval(tmp_path, "steps=[recall]", f"features_dir={extracted}", expect=1)
+    assert f"{extracted / 'random'}: features but no valid_predictions.jsonl: the knn step is missing" in result.output
+
+
+def test_without_features_dir_the_files_are_read_where_chinese_clips_own_scripts_write_them(tmp_path):
+    """``<datapath>/datasets/<name>/{split}_imgs.img_feat.jsonl`` (extract_features.py) for
+    --skip-extraction and --step knn; ``{split}_predictions.jsonl`` there for --step recall."""
+    dataset = write_dataset(tmp_path / "data") / "datasets" / "TOY"
+    write_perfect_features(dataset)
+    result, run = retrieval(tmp_path, "skip_extraction=true")
+    assert {row["direction"]: row["r1"] for row in json.loads(result.stdout)}["text_to_image"] == 100.0
+    assert json.loads((run / "random" / "sources.json").read_text())["features"] == str(dataset.resolve())
+    for name in ("valid_predictions.jsonl", "valid_tr_predictions.jsonl"):
+        shutil.copy(run / "random" / name, dataset / name)
+    result, _ = retrieval(tmp_path, "steps=[recall]")
+    assert {row["direction"]: row["r1"] for row in json.loads(result.stdout)}["text_to_image"] == 100.0
+
+
+def test_features_or_predictions_of_another_dataset_are_refused_naming_the_file_and_the_id(tmp_path):
+    write_dataset(tmp_path / "data")
+    other = write_perfect_features(tmp_path / "other" / "random", first_image=50)
+    result, _ = retrieval(tmp_path, "steps=[knn,recall]", f"features_dir={tmp_path / 'other'}", expect=1)
+    assert f"{other / 'valid_imgs.img_feat.jsonl'}: no feature for image 100 and 11 more of TOY/valid" in result.output
+    knn = tmp_path / "knn" / "random"
+    knn.mkdir(parents=True)
+    (knn / "valid_predictions.jsonl").write_text(
+        "".join(json.dumps({"text_id": t, "image_ids": list(range(50, 60))}) + "\n" for t in range(15))
+    )
+    result, _ = retrieval(
+        tmp_path, "steps=[recall]", "image_to_text=false", f"features_dir={tmp_path / 'knn'}", expect=1
+    )
+    assert "unexpected" not in result.output
+    assert f"{knn / 'valid_predictions.jsonl'}, line 1: image 50 is not in TOY/valid" in result.output

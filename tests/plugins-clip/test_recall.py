@@ -7,8 +7,18 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from esq_clip.recall import image_to_text_gold, recalls, score_document, write_gold, write_predictions, write_scores
+from esq import DataError
+from esq_clip.recall import (
+    image_to_text_gold,
+    read_predictions,
+    recalls,
+    score_document,
+    write_gold,
+    write_predictions,
+    write_scores,
+)
 
 TEXTS = [(0, "猫", [5, 7]), (1, "狗", [7]), (2, "车", [9]), (3, "树", [5])]
 
@@ -60,3 +70,43 @@ def test_recall_counts_a_hit_when_any_gold_id_is_in_the_top_k():
     gold = {0: [3, 9], 1: [4]}
     predictions = {0: [1, 2, 3, 0, 5, 6, 7, 8, 10, 11], 1: [4, *range(20, 29)]}
     assert recalls(gold, predictions) == (0.5, 1.0, 1.0)
+
+
+GALLERY = list(range(100, 112))
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        pytest.param(
+            {"text_id": 50, "image_ids": GALLERY[:10]}, "line 1: text 50 is not in TOY/valid", id="foreign query"
+        ),
+        pytest.param(
+            {"text_id": 0, "image_ids": [50, *GALLERY[:9]]}, "line 1: image 50 is not in TOY/valid", id="foreign answer"
+        ),
+        pytest.param(
+            {"text_id": 0, "image_ids": GALLERY[:9]},
+            "line 1: 9 distinct image_ids, the official scorer needs 10",
+            id="nine",
+        ),
+        pytest.param({"text_id": 0, "image_ids": [100] * 10}, "line 1: 1 distinct image_ids", id="repeated"),
+        pytest.param({"text_id": "x", "image_ids": GALLERY[:10]}, "line 1: not a predictions line", id="not an id"),
+    ],
+)
+def test_a_predictions_line_this_split_cannot_score_is_one_line_naming_the_file_line_and_id(tmp_path, line, words):
+    path = tmp_path / "valid_predictions.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError, match=words):
+        read_predictions(path, "text_id", "image_ids", list(range(4)), GALLERY, "TOY/valid")
+
+
+def test_a_query_twice_in_predictions_is_refused(tmp_path):
+    path = tmp_path / "valid_predictions.jsonl"
+    path.write_text(2 * (json.dumps({"text_id": 0, "image_ids": GALLERY[:10]}) + "\n"))
+    with pytest.raises(DataError, match=r"valid_predictions.jsonl, line 2: text_id 0 again"):
+        read_predictions(path, "text_id", "image_ids", [0], GALLERY, "TOY/valid")
+
+
+def test_recalls_of_a_gold_query_without_predictions_name_the_query():
+    with pytest.raises(DataError, match="no predictions for query 50 of the gold"):
+        recalls({50: [100]}, {0: GALLERY[:10]})

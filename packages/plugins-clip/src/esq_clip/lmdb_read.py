@@ -118,7 +118,7 @@ class LmdbImages:
     def read(self, ids: list[int]) -> list[Image.Image]:
         for image_id in ids:
             if image_id not in self._known:
-                raise KeyError(f"no image {image_id!r} in {self.path}")
+                raise DataError(f"{self.path}: no image {image_id!r}; ask for the ids of this split's images")
         if self._environment is None or self._pid != os.getpid():
             self._environment = open_lmdb(self.path, "imgs")
             self._pid = os.getpid()

@@ -24,6 +24,7 @@ from typing import Any
 from esq import open_atomic, write_atomic
 
 KS = (1, 5, 10)
+TOP_K = 10  # the official scorer requires exactly 10 predictions per query
 
 
 def write_features(path: Path, id_key: str, ids: Sequence[int], features: Any) -> Path:
@@ -110,10 +111,61 @@ def write_gold(path: Path, query_key: str, answer_key: str, gold: dict[int, list
     return write_predictions(path, query_key, answer_key, list(gold), gold.values())
 
 
+def read_predictions(
+    path: Path, query_key: str, answer_key: str, queries: Sequence[int], answers: Sequence[int], split: str
+) -> dict[int, list[int]]:
+    """The predictions of a file, ``{query: top 10}``, each line checked: its query one of
+    ``queries`` and not seen before, 10 distinct answers, each one of ``answers`` (the ids of
+    ``split``); else a ``DataError`` naming the file, the line and the id (predictions made from
+    another dataset's or split's features name ids this split lacks)."""
+    from esq import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no predictions; run the knn step first (steps including 'knn')")
+    fix = "run the knn step again on this split's features"
+    query_set, answer_set = set(queries), set(answers)
+    query_kind, answer_kind = query_key.removesuffix("_id"), answer_key.removesuffix("_ids")
+    predictions: dict[int, list[int]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+                query, top = int(record[query_key]), [int(item) for item in record[answer_key]]
+            except (ValueError, KeyError, TypeError) as error:
+                raise DataError(f"{where}: not a predictions line ({error}); {fix}") from None
+            if query not in query_set:
+                raise DataError(
+                    f"{where}: {query_kind} {query} is not in {split} (predictions of another dataset?); {fix}"
+                )
+            if query in predictions:
+                raise DataError(f"{where}: {query_key} {query} again; {fix}")
+            if len(top) != TOP_K or len(set(top)) != TOP_K:
+                raise DataError(
+                    f"{where}: {len(set(top))} distinct {answer_key}, the official scorer needs {TOP_K}; {fix}"
+                )
+            foreign = [item for item in top if item not in answer_set]
+            if foreign:
+                raise DataError(
+                    f"{where}: {answer_kind} {foreign[0]} is not in {split} (predictions of another dataset?); {fix}"
+                )
+            predictions[query] = top
+    return predictions
+
+
 def recalls(gold: dict[int, list[int]], predictions: dict[int, Sequence[int]]) -> tuple[float, float, float]:
-    """R@1, R@5, R@10 as fractions, counted as the official scorer counts them."""
+    """R@1, R@5, R@10 as fractions, counted as the official scorer counts them; a gold query
+    without predictions is a ``DataError`` naming it.
+
+    >>> recalls({1: [7]}, {1: [8, 7, 9, 10, 11, 12, 13, 14, 15, 16]})
+    (0.0, 1.0, 1.0)
+    """
+    from esq import DataError
+
     hits = dict.fromkeys(KS, 0)
     for query, answers in gold.items():
+        if query not in predictions:
+            raise DataError(f"no predictions for query {query} of the gold; predict every gold query (the knn step)")
         top = predictions[query]
         for k in KS:
             if any(answer in top[:k] for answer in answers):

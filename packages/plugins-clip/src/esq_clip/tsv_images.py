@@ -106,4 +106,4 @@ class TsvImages:
         try:
             return self._row[image_id]
         except KeyError:
-            raise KeyError(f"no image {image_id!r} in {self.path}") from None
+            raise DataError(f"{self.path}: no image {image_id!r}; ask for the ids of this split's images") from None
