@@ -147,11 +147,15 @@ def test_checkpoints_are_found_in_run_folders_below_and_named_after_their_run(ch
 def test_checkpoint_files_below_the_folder_take_best_and_skip_hidden_folders(tmp_path):
     from esq.builtin.pipelines.similarity.features import checkpoint_files
 
-    for path in ("a/RUN/checkpoints/best.ckpt", "a/RUN/checkpoints/last.ckpt", "b/last.ckpt", "c/x.pth", ".git/y.ckpt"):
+    files = ("a/RUN/checkpoints/best.ckpt", "a/RUN/checkpoints/last.ckpt", "b/last.ckpt", "c/x.pth", ".git/y.ckpt")
+    for path in (*[f"models/{name}" for name in files], "elsewhere/RUN2/best.ckpt"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"")
-    found = [path.relative_to(tmp_path).as_posix() for path in checkpoint_files(tmp_path)]
-    assert found == ["a/RUN/checkpoints/best.ckpt", "b/last.ckpt", "c/x.pth"]
+    models = tmp_path / "models"
+    (models / "linked").symlink_to(tmp_path / "elsewhere/RUN2", target_is_directory=True)  # a run linked in
+    (models / "c/up").symlink_to(models / "c", target_is_directory=True)  # a loop: searched once
+    found = [path.relative_to(models).as_posix() for path in checkpoint_files(models)]
+    assert found == ["a/RUN/checkpoints/best.ckpt", "b/last.ckpt", "c/x.pth", "linked/best.ckpt"]
 
 
 def test_two_runs_of_the_same_name_are_told_apart_by_their_relative_path(tmp_path):
@@ -181,8 +185,8 @@ def test_intervals_and_split_are_kept_so_results_redraws_the_error_bars(checkpoi
     kept = json.loads((run / "similarity.json").read_text())["_esq"]
     assert (kept["split"], kept["pooling"], kept["bootstrap"]) == ("test", "gap", 5)
     intervals = {(row["model"], row["ci_low"], row["ci_high"]) for row in rows}
-    for source in ("similarity.json", "results.json"):
-        again = json.loads(esq(tmp_path, "run", "similarity", "--results", str(run / source), "--json").stdout)
+    for source in (run / "similarity.json", run / "results.json", run):
+        again = json.loads(esq(tmp_path, "run", "similarity", "--results", str(source), "--json").stdout)
         assert {(row["model"], row["ci_low"], row["ci_high"]) for row in again} == intervals
         assert all(row["ci_low"] is not None for row in drawn[-1][0])
         assert "test split" in drawn[-1][1] and "gap pooling" in drawn[-1][1]

@@ -28,12 +28,16 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
 def checkpoint_files(folder: str | Path) -> list[Path]:
     """The ``.ckpt`` and ``.pth`` files in ``folder`` and below it (run folders), by path; a folder
     holding ``best.ckpt`` gives that one and not its ``last.ckpt`` (one model per training run).
-    Hidden folders are not searched."""
+    Hidden folders are not searched; linked folders are, each once."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"checkpoints_dir {folder}: no such folder; give the folder holding .ckpt or .pth files")
-    found = []
-    for root, directories, files in os.walk(folder, followlinks=False):
+    found, seen = [], set()
+    for root, directories, files in os.walk(folder, followlinks=True):  # a run folder linked in is searched
+        if os.path.realpath(root) in seen:  # a link to a folder above: once is enough
+            directories.clear()
+            continue
+        seen.add(os.path.realpath(root))
         directories[:] = sorted(name for name in directories if not name.startswith("."))
         names = {name for name in files if Path(name).suffix in CHECKPOINT_SUFFIXES}
         if "best.ckpt" in names:

@@ -218,11 +218,16 @@ def _number(value: Any) -> float | None:
 def read_results(path: str) -> Previous:
     """A previous ``similarity.json`` (``{model: {metric: value}}``, values real numbers or ``null``,
     and esq's ``"_esq"`` entry with the intervals and the split) or a similarity run's
-    ``results.json``, or a ``DataError`` naming the file and what is wrong in it."""
+    ``results.json`` (or its run folder), or a ``DataError`` naming the file and what is wrong in it."""
     import json
+    from pathlib import Path
 
     from esq.builtin.pipelines.similarity.features import feature_file
 
+    if Path(path).is_dir():  # a run folder: the results.json every run writes
+        if not (Path(path) / "results.json").is_file():
+            raise DataError(f"results {path}: a folder without results.json; give a similarity run's folder or file")
+        path = str(Path(path) / "results.json")
     feature_file(path, "results")
     try:
         document = json.loads(open(path, encoding="utf-8-sig").read())

@@ -1,0 +1,183 @@
+"""Every README's python blocks run and every ``esq`` command in its shell blocks is checked
+(how: readme_blocks.py); the session's summary prints how many blocks are under test."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import esq
+import esq.cli.run_command
+from esq.cli.main import make_cli
+from readme_blocks import ROOT, Command, PythonBlock, all_commands, output_lines, python_blocks, same_output_line
+
+EXAMPLE_SOURCES = ROOT / "examples/esq-plugin-example/src"
+COMMANDS = all_commands()
+ESQ_COMMANDS = [command for command in COMMANDS if command.mode != "other"]
+PYTHON_BLOCKS = python_blocks()
+
+
+class Stopped(BaseException):
+    """Raised in place of running a command or a pipeline: everything before it was checked. A
+    BaseException, so that esq's one-line error handling lets it through."""
+
+
+def _marks(marks: tuple[str, ...]) -> list[pytest.MarkDecorator]:
+    # What pytest-codeblocks' own collector does with the marks a README puts before a block, with
+    # `esq` there too: <!--pytest.mark.xfail(raises=esq.CheckpointError, strict=True, reason="...")-->
+    return [eval(mark, {"pytest": pytest, "sys": sys, "esq": esq}) for mark in marks]
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[\w./<>@+-]+\w")
+EXAMPLE_COMPONENTS = ("random_projection", "mean_cosine", "esq_plugin_example")
+
+
+@pytest.fixture
+def readme_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A reader's environment: an empty working folder and an empty activation cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ESQ_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _with_example_if_shown(readme: str, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block that shows the example plugin's components (or is in its README) gets the plugin as a
+    reader who installed it has it: from its sources, when it is not installed here."""
+    if not (readme.startswith("examples/") or any(name in text for name in EXAMPLE_COMPONENTS)):
+        return
+    try:
+        importlib.metadata.distribution("esq-plugin-example")
+    except importlib.metadata.PackageNotFoundError:
+        monkeypatch.syspath_prepend(str(EXAMPLE_SOURCES))
+        monkeypatch.setenv("ESQ_PLUGINS", "esq_plugin_example.plugin")
+
+
+def _invoke(argv: list[str]) -> click.testing.Result:
+    return CliRunner().invoke(make_cli(), argv, catch_exceptions=False)
+
+
+def _missing_inputs(argv: list[str]) -> list[str]:
+    """The words of a command (and values after ``=``) that name a file or folder that is not here:
+    the README's placeholders for a reader's data, checkpoints and configs."""
+    words = {piece for word in argv for piece in (word, word.partition("=")[2]) if piece}
+    return [
+        word
+        for word in words
+        if not word.startswith("-") and ("/" in word or Path(word).suffix) and not Path(word).exists()
+    ]
+
+
+def _without_missing_config(argv: list[str]) -> list[str]:
+    """A ``--config FILE`` the reader would write is not here: check the rest of the command."""
+    kept, index = [], 0
+    while index < len(argv):
+        if argv[index] == "--config" and index + 1 < len(argv) and not Path(argv[index + 1]).exists():
+            index += 2
+            continue
+        kept.append(argv[index])
+        index += 1
+    return kept
+
+
+def _check_only(spec, config, output_dir, plugins):
+    spec.check_config(config, plugins)
+    raise Stopped
+
+
+def _parse_only(original):
+    def invoke(self: click.Command, ctx: click.Context):
+        if isinstance(self, click.Group):
+            return original(self, ctx)
+        raise Stopped
+
+    return invoke
+
+
+def _assert_stopped_or_missing_input(argv: list[str], command: Command, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        result = _invoke(argv)
+    except Stopped:
+        return
+    error = result.output.strip().splitlines()[-1] if result.output.strip() else ""
+    # A reader's own data, or a pretrained weights file, is not here: the command is right if what
+    # it refused is a file this machine lacks.
+    missing = _missing_inputs(argv) + [path for path in ABSOLUTE_PATH.findall(error) if not Path(path).exists()]
+    assert result.exit_code != 0 and any(word.rstrip("/") in error for word in missing), (
+        f"{command.readme}, line {command.line}: `{' '.join(command.argv)}` is refused: {result.output}"
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [pytest.param(command, id=command.id, marks=_marks(command.marks)) for command in ESQ_COMMANDS]
+)
+def test_readme_esq_command_is_accepted(command: Command, readme_environment: Path, monkeypatch) -> None:
+    argv = list(command.argv[1:])
+    _with_example_if_shown(command.readme, " ".join(argv), monkeypatch)
+    if command.mode == "run":
+        result = _invoke(argv)
+        assert result.exit_code == 0, f"{command.readme}, line {command.line}: {result.output}"
+    elif command.mode == "expected":
+        result = _invoke(argv)
+        printed, expected = output_lines(result.output), output_lines(command.expected_output or "")
+        if command.in_block == 1:
+            # one command, a whole output (a table): stdout is the README's (stderr adds the run directory)
+            shown = output_lines(result.stdout)
+        else:
+            # one output line per command (error lines): this command's is its last
+            expected, shown = expected[command.position : command.position + 1], printed[-1:]
+        assert len(shown) == len(expected) and all(map(same_output_line, shown, expected)), (
+            f"{command.readme}, line {command.line}: `{' '.join(command.argv)}` prints\n{result.output}\n"
+            "where the README shows\n" + "\n".join(expected)
+        )
+    elif command.mode == "check":
+        monkeypatch.setattr(esq.cli.run_command, "run_pipeline", _check_only)
+        _assert_stopped_or_missing_input(_without_missing_config(argv), command, monkeypatch)
+    else:
+        monkeypatch.setattr(click.Command, "invoke", _parse_only(click.Command.invoke))
+        _assert_stopped_or_missing_input(argv, command, monkeypatch)
+
+
+_namespaces: dict[str, tuple[int, dict]] = {}
+
+
+def _namespace_before(block: PythonBlock, folder: Path) -> dict:
+    """The README's namespace after its earlier blocks (skipped ones left out), as a reader who ran
+    them in order has it; kept between tests so each block runs once."""
+    done, namespace = _namespaces.get(block.readme, (0, None))
+    if namespace is None or done > block.index:
+        done, namespace = 0, {"__name__": "__main__"}
+    for earlier in PYTHON_BLOCKS:
+        if earlier.readme == block.readme and done <= earlier.index < block.index and not earlier.skip_reason:
+            try:
+                exec(compile(earlier.code, f"{earlier.readme}:{earlier.line}", "exec"), namespace)
+            except Exception:  # its own test reports it; the reader goes on to the next block
+                pass
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "block", [pytest.param(block, id=block.id, marks=_marks(block.marks)) for block in PYTHON_BLOCKS]
+)
+def test_readme_python_block_runs(block: PythonBlock, readme_environment: Path, monkeypatch) -> None:
+    _with_example_if_shown(block.readme, block.code, monkeypatch)
+    namespace = _namespace_before(block, readme_environment)
+    exec(compile(block.code, f"{block.readme}:{block.line}", "exec"), namespace)
+    _namespaces[block.readme] = (block.index + 1, namespace)
+    # A block that shows a test (as the plugin walk-through does) has it run, too.
+    for name, value in list(namespace.items()):
+        if name.startswith("test_") and callable(value) and value.__code__.co_filename.endswith(f":{block.line}"):
+            value()
+
+
+def test_every_readme_shell_command_is_counted() -> None:
+    """Each shell command is sorted into one way of checking it; none is lost between the README
+    and the tests (the counts print in the session summary)."""
+    assert ESQ_COMMANDS and PYTHON_BLOCKS
+    assert {command.mode for command in ESQ_COMMANDS} <= {"run", "expected", "check", "parse"}
+    assert all(command.argv for command in COMMANDS)
