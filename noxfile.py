@@ -74,13 +74,26 @@ def tests(session: nox.Session, package: str) -> None:
     session.run("pytest", f"tests/{package}", *session.posargs)
 
 
+DOCS_TOOLS = (TOOLS["pytest"], TOOLS["pytest-codeblocks"])
+
+
 @nox.session(name="all", python=PYTHON)
 def all_packages(session: nox.Session) -> None:
-    """Every package installed together: the integration tests and every package's doctests (the
-    per-package tests ran in their own sessions)."""
-    prepare(session, *map(package_path, PACKAGES))
+    """Every package installed together: the integration tests, every package's doctests and the
+    READMEs' code blocks (tests/docs; the demo's block runs in the demo session), the per-package
+    tests having run in their own sessions."""
+    prepare(session, *map(package_path, PACKAGES), tools=DOCS_TOOLS)
     sources = [f"packages/{name}/src" for name in PACKAGES]
-    session.run("pytest", "tests/integration", "--doctest-modules", *sources, *session.posargs)
+    session.run(
+        "pytest",
+        "tests/integration",
+        "tests/docs",
+        "-m",
+        "not readme_demo",
+        "--doctest-modules",
+        *sources,
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)
@@ -93,9 +106,10 @@ def example(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """What `make demo` runs, in a clean environment with every package installed."""
-    prepare(session, *map(package_path, PACKAGES), tools=())
-    session.run("esq", "run", "demo", "--output-dir", session.create_tmp())
+    """What `make demo` runs, in a clean environment with every package installed: the README's
+    `esq run demo` block, run by tests/docs and its output compared with the README's table."""
+    prepare(session, *map(package_path, PACKAGES), tools=DOCS_TOOLS)
+    session.run("pytest", "tests/docs", "-m", "readme_demo", *session.posargs)
 
 
 @nox.session(python=PYTHON)
