@@ -111,3 +111,37 @@ def test_the_heatmap_has_a_row_per_configuration_a_column_per_degradation_and_ev
     ]
     path = plot_heatmap(tmp_path / "monotonicity_heatmap.png", "ρ", configurations, degradations, values)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_the_ranking_says_how_many_configurations_it_hides_and_the_heatmap_how_many_it_leaves_out(tmp_path):
+    pytest.importorskip("matplotlib")
+    import logging
+
+    from esq import RunContext
+    from esq.builtin.pipelines.degradation.pipeline import DegradationConfig, MetricEntry
+    from esq.builtin.pipelines.degradation.scoring import HEATMAP_ROWS, _record, summarise
+
+    levels = {"blur": [1, 2, 3], "noise": [5, 10, 20]}
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(HEATMAP_ROWS + 5):
+        curves = {
+            name: {"levels": values, "scores": list(rng.random(3)), "monotonicity": float(rng.uniform(-1, 1))}
+            for name, values in levels.items()
+        }
+        base = {"backbone": "tiny_cnn", "layers": f"block{index}", "transform": "raw"}
+        records.append(_record(base, MetricEntry("fid", "-", {}), "ok", 0.1, levels, curves))
+    base = {"backbone": "tiny_cnn", "layers": "wide", "transform": "gram"}
+    records += [_record(base, MetricEntry(metric, "-", {}), "skipped: too wide", None, levels, {}) for metric in "ab"]
+    config = DegradationConfig(mode="quick", backbones=["tiny_cnn"], top_k=0, ranking_rows=7)
+    results = summarise(config, records, RunContext(tmp_path, logging.getLogger("esq_tests.ranking"), None))
+    *shown, last = results.table
+    assert len(shown) == 7 and [row["rank"] for row in shown] == list(range(1, 8))
+    more = len(records) - 2 - 7
+    assert last == {
+        "rank": "…",
+        "configuration": f"{more} more not shown (ranking_rows = 7); all in results.csv; "
+        "2 not scored (results.csv says why)",
+    }
+    assert results.summary["plots"] == ["monotonicity_heatmap.png"] and results.summary["ranking_shows"] == 7
+    assert (tmp_path / "monotonicity_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

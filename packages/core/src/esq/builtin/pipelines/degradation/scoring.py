@@ -215,7 +215,7 @@ def summarise(config: Any, records: list[dict[str, Any]], context: RunContext) -
             "distribution": record["distribution"],
             "metric": record["metric"],
             "degradation": name,
-            "level_label": curve["level_label"],
+            "level_label": curve.get("level_label", "level"),
             "levels": curve["levels"],
             "monotonicity": curve["monotonicity"],
             "mean_monotonicity": record["mean_monotonicity"],
