@@ -423,10 +423,34 @@ def test_cache_rm_without_a_filter_refuses_and_names_the_filters(populated):
                 ("other", "block1", "complete"),
             ],
         ),
+        (
+            ["--layer", "block1", "block2", "--backbone", "other"],
+            1,
+            [
+                ("fake", "block1", "complete"),
+                ("fake", "block1", "complete"),
+                ("fake", "block2", "complete"),
+                ("fake", "block2", "incomplete (2 chunks)"),
+            ],
+        ),
+        (
+            ["--backbone", "fake", "other", "--layer", "block2"],
+            2,
+            [("fake", "block1", "complete"), ("fake", "block1", "complete"), ("other", "block1", "complete")],
+        ),
         (["--backbone", "nobody"], 0, None),
         (["--all"], 5, []),
     ],
-    ids=["backbone", "layer", "backbone-and-layer", "incomplete", "no-match", "all"],
+    ids=[
+        "backbone",
+        "layer",
+        "backbone-and-layer",
+        "incomplete",
+        "layers-one-flag",
+        "backbones-one-flag",
+        "no-match",
+        "all",
+    ],
 )
 def test_cache_rm_removes_the_matching_entries_and_prints_the_count(populated, options, removed, left):
     before = sorted((row["backbone"], row["layer"], row["status"]) for row in listing(populated))

@@ -270,25 +270,31 @@ def list_entries(cache_dir: str | None, output_format: str) -> None:
         stderr.print(f"{totals(rows)} in {store.root}", highlight=False, soft_wrap=True)
 
 
-@cache.command("rm")
+@cache.command("rm", cls=ManyValuesCommand, many_values=("--backbone", "--layer"))
 @click.option("--cache-dir", help=CACHE_DIR_HELP)
-@click.option("--backbone", help="Only this backbone's entries.")
-@click.option("--layer", help="Only this layer's entries.")
+@click.option(
+    "--backbone", "backbones", multiple=True, metavar="NAME [NAME ...]", help="Only these backbones' entries."
+)
+@click.option("--layer", "layers", multiple=True, metavar="LAYER [LAYER ...]", help="Only these layers' entries.")
 @click.option("--incomplete", is_flag=True, help="Only entries a build left unfinished.")
 @click.option("--all", "everything", is_flag=True, help="Every entry (needed when no filter is given).")
-def remove(cache_dir: str | None, backbone: str | None, layer: str | None, incomplete: bool, everything: bool) -> None:
-    """Remove cache entries."""
+def remove(
+    cache_dir: str | None, backbones: tuple[str, ...], layers: tuple[str, ...], incomplete: bool, everything: bool
+) -> None:
+    """Remove cache entries: those of any of the backbones given, of any of the layers given
+    (--layer block3 block4, or block3,block4), and only the unfinished ones with --incomplete."""
     from esq.builtin.cache import ActivationCache, remove_entries
 
-    if not (backbone or layer or incomplete or everything):
+    chosen_backbones, chosen_layers = set(split_values(backbones)), set(split_values(layers))
+    if not (chosen_backbones or chosen_layers or incomplete or everything):
         raise click.UsageError("say what to remove: --backbone, --layer, --incomplete, or --all")
     store = ActivationCache(cache_dir)
     rows = {entry: _row(entry) for entry in store.entries()}
     chosen = [
         entry
         for entry, row in rows.items()
-        if (backbone is None or str(row["backbone"]) == backbone)
-        and (layer is None or str(row["layer"]) == layer)
+        if (not chosen_backbones or str(row["backbone"]) in chosen_backbones)
+        and (not chosen_layers or str(row["layer"]) in chosen_layers)
         and (not incomplete or row["status"] != "complete")
     ]
     size = sum(entry.size_bytes() for entry in chosen)
