@@ -11,11 +11,21 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from pytest_codeblocks import CodeBlock
 
 import esq
 import esq.cli.run_command
 from esq.cli.main import make_cli
-from readme_blocks import ROOT, Command, PythonBlock, all_commands, output_lines, python_blocks, same_output_line
+from readme_blocks import (
+    ROOT,
+    Command,
+    PythonBlock,
+    all_commands,
+    output_lines,
+    python_blocks,
+    same_output_line,
+    shell_commands,
+)
 
 EXAMPLE_SOURCES = ROOT / "examples/esq-plugin-example/src"
 COMMANDS = all_commands()
@@ -117,6 +127,11 @@ def _assert_stopped_or_missing_input(argv: list[str], command: Command, monkeypa
     "command", [pytest.param(command, id=command.id, marks=_marks(command.marks)) for command in ESQ_COMMANDS]
 )
 def test_readme_esq_command_is_accepted(command: Command, readme_environment: Path, monkeypatch) -> None:
+    check_command(command, monkeypatch)
+
+
+def check_command(command: Command, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check one README command as its mode says; an AssertionError says what the README got wrong."""
     argv = list(command.argv[1:])
     _with_example_if_shown(command.readme, " ".join(argv), monkeypatch)
     if command.mode == "run":
@@ -181,3 +196,51 @@ def test_every_readme_shell_command_is_counted() -> None:
     assert ESQ_COMMANDS and PYTHON_BLOCKS
     assert {command.mode for command in ESQ_COMMANDS} <= {"run", "expected", "check", "parse"}
     assert all(command.argv for command in COMMANDS)
+
+
+def test_a_shell_block_is_split_into_its_commands() -> None:
+    block = CodeBlock("esq run demo \\\n    --epochs 1   # one epoch\nesq list && esq plugins\nmake demo\n", 10, "bash")
+    commands = shell_commands(ROOT / "README.md", block)
+    assert [(c.line, c.argv, c.mode) for c in commands] == [
+        (11, ("esq", "run", "demo", "--epochs", "1"), "check"),
+        (13, ("esq", "list"), "run"),
+        (13, ("esq", "plugins"), "run"),
+        (14, ("make", "demo"), "other"),
+    ]
+
+
+def _command(*argv: str, expected: str | None = None) -> Command:
+    return Command("README.md", 1, ("esq", *argv), expected, ())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("run", "demo", "--set", "stpes=1"),  # an option the pipeline lacks
+        ("run", "demo", "--set", "quantizers=vq", "--set", "quantizer_options.vq.codebook_sise=8"),  # the check's
+        ("run", "no_such_pipeline"),
+        ("run", "similarity", "--checkpoints-dir", "nowhere/", "--metrcs", "cka"),  # data absent, option wrong
+        ("cache", "build", "--no-such-option", "1"),
+        ("list", "no_such_kind"),
+    ],
+)
+def test_a_wrong_readme_command_fails_its_check(argv, readme_environment: Path, monkeypatch) -> None:
+    with pytest.raises(AssertionError):
+        check_command(_command(*argv), monkeypatch)
+
+
+def test_a_readme_command_whose_data_is_not_here_passes_its_check(readme_environment: Path, monkeypatch) -> None:
+    check_command(_command("run", "similarity", "--checkpoints-dir", "nowhere/", "--metrics", "cka"), monkeypatch)
+
+
+def test_an_output_the_command_does_not_print_fails(readme_environment: Path, monkeypatch) -> None:
+    with pytest.raises(AssertionError):
+        check_command(_command("run", "demo", "--set", "epoch=2", expected="Error: something else\n"), monkeypatch)
+
+
+def test_output_lines_match_with_numbers_close_and_an_ellipsis() -> None:
+    assert same_output_line("vq    0.2267   6", "vq  0.2270  6")
+    assert not same_output_line("vq    0.2267   6", "vq  0.3  6")
+    assert not same_output_line("fsq   0.2267   6", "vq  0.2267  6")
+    assert same_output_line("Error: options: a, b, c", "Error: options: a, ...")
+    assert not same_output_line("Error: choices: a, b, c", "Error: options: a, ...")
