@@ -324,8 +324,37 @@ def test_the_reference_steps_fail_at_epsilon_zero_on_a_dead_column_and_pwcca_say
             except np.linalg.LinAlgError:
                 failures += 1
         with pytest.raises(DataError, match=r"covariance of the kept columns of `y` is singular.*epsilon > 0"):
-            pwcca(x, y, epsilon=0.0)
+            pwcca(x, y, epsilon=0.0, max_components="none")
+        # "auto": there is no reference number here, so y is reduced to its span (4 components), losing nothing
+        result = PWCCA(epsilon=0.0)(x, y)
+        assert result.details["components"] == [5, 4]
+        expected = svcca_reference(x, principal_scores(y, 4), 0.0)[0]
+        assert abs(result.value - expected) < 1e-8
     assert failures > 0
+
+
+@pytest.mark.parametrize("method", ["svcca_reference", "paper"])
+def test_pwcca_auto_reduces_a_side_with_repeated_rows_to_its_span(method):
+    # a quantiser with 8 codes: 200 rows, only 8 distinct, so y's 10 columns span 7 dimensions
+    generator = np.random.default_rng(0)
+    codes = generator.normal(size=(8, 10))
+    x = generator.normal(size=(200, 6)) + codes[generator.integers(0, 8, size=200)] @ generator.normal(size=(10, 6))
+    y = codes[generator.integers(0, 8, size=200)]
+    result = PWCCA(method=method)(x, y)
+    assert result.details["components"] == [6, 7]
+    reference = pwcca_paper if method == "paper" else lambda a, b, epsilon: svcca_reference(a, b, epsilon)[0]
+    assert abs(result.value - reference(x, principal_scores(y, 7), 1e-6)) < 1e-8
+
+
+def test_pwcca_of_a_bootstrap_replicate_with_fewer_distinct_rows_than_dimensions_is_computed():
+    x, y = paired(60, 40, 45, seed=0, noise=2.0)
+    rows = np.random.default_rng(0).integers(0, 60, size=60)  # about 38 distinct rows: both sides' columns dependent
+    distinct = len(np.unique(rows))
+    assert distinct <= 40
+    result = PWCCA()(x[rows], y[rows])
+    assert result.details["components"] == [min(distinct - 1, 29)] * 2 and np.isfinite(result.value)
+    with pytest.raises(DataError, match="linearly dependent"):
+        pwcca(x[rows], y[rows], max_components="none")
 
 
 def principal_scores(features: np.ndarray, components: int) -> np.ndarray:
@@ -572,8 +601,9 @@ def test_pwcca_refuses_linearly_dependent_columns_of_the_weighting_side():
     x = np.hstack([x, x[:, :1] - x[:, 1:2]])  # a dependent fifth column
     x -= x.mean(axis=0)  # centred, so the means cannot restore the rank
     with pytest.raises(DataError, match=r"kept columns of `x` are \(nearly\) linearly dependent.*method=.paper."):
-        pwcca(x, y, epsilon=1e-3)
-    assert np.isfinite(pwcca(x, y, epsilon=1e-3, method="paper"))
+        pwcca(x, y, epsilon=1e-3, max_components="none")
+    assert np.isfinite(pwcca(x, y, epsilon=1e-3, method="paper", max_components="none"))
+    assert PWCCA(epsilon=1e-3)(x, y).details["components"] == [4, 5]  # "auto": x reduced to its span
 
 
 @pytest.mark.parametrize(

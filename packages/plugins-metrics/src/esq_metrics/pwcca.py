@@ -39,7 +39,7 @@ def check_max_components(value: Any) -> int | str:
             return value
         hint = did_you_mean(value, list(MAX_COMPONENTS_WORDS))
         raise ConfigError(
-            f"pwcca: max_components must be an integer at least 1, 'auto' (reduce only sides with d ≥ N) or 'none' "
+            f"pwcca: max_components must be an integer at least 1, 'auto' (reduce only dependent sides) or 'none' "
             f"(never reduce){hint}, got {value!r}"
         )
     try:
@@ -48,24 +48,51 @@ def check_max_components(value: Any) -> int | str:
         raise ConfigError(f"{error}; or 'auto' (the default) or 'none' (never reduce)") from None
 
 
-def reduced_sizes(rows: int, widths: tuple[int, int], max_components: int | str) -> tuple[int, int]:
+RANK_TOLERANCE = 1e-10  # eigenvalues of a scatter below this fraction of its largest count as 0
+
+
+def live_rank(scatter: np.ndarray, epsilon: float) -> tuple[int, int]:
+    """(live, rank): the columns "remove small" keeps (variance ≥ ``epsilon`` × the largest absolute
+    entry of the scatter) and the numerical rank of their scatter (eigenvalues above
+    ``RANK_TOLERANCE`` × the largest).
+
+    >>> features = np.random.default_rng(0).normal(size=(10, 3))
+    >>> copies = features @ np.ones((3, 4))  # four equal columns
+    >>> live_rank(features.T @ features, 1e-6), live_rank(copies.T @ copies, 0.0)
+    ((3, 3), (4, 1))
+    """
+    live = np.abs(np.diagonal(scatter)) >= epsilon * np.max(np.abs(scatter))
+    eigenvalues = np.linalg.eigvalsh(scatter[np.ix_(live, live)])
+    return int(live.sum()), int(np.sum(eigenvalues > RANK_TOLERANCE * eigenvalues[-1]))
+
+
+def reduced_sizes(
+    rows: int, widths: tuple[int, int], max_components: int | str, ranks: tuple[tuple[int, int], tuple[int, int]]
+) -> tuple[int, int]:
     """The dimensions each side keeps before CCA: its principal components under ``max_components``.
 
-    ``"auto"``: a side with d ≥ N, where the reference refuses x (``assert`` d < N) and every
-    canonical correlation is 1, keeps (N − 1) // 2 (so d1 + d2 < N); a narrower side is left
-    whole. ``"none"``: never reduced. An integer k: min(d, k) for each side, which refuses
-    k above both widths (a k that reduces nothing is a mistaken value, not a choice).
+    ``"auto"``: a side is left whole unless its live columns (``ranks``: (live, rank) per side,
+    from :func:`live_rank`) are linearly dependent: always so when d ≥ N, where the reference
+    refuses x (``assert`` d < N) and every canonical correlation is 1; also with repeated rows (a
+    bootstrap replicate, a quantiser's few distinct codes). Such a side keeps min(rank, (N − 1) // 2)
+    components: its whole span when that is small, and d1 + d2 < N otherwise. ``"none"``: never
+    reduced. An integer k: min(d, k) for each side, which refuses k above both widths (a k that
+    reduces nothing is a mistaken value, not a choice).
 
-    >>> reduced_sizes(300, (200, 40), "auto"), reduced_sizes(30, (40, 12), "auto"), reduced_sizes(30, (40, 12), 20)
-    ((200, 40), (14, 12), (20, 12))
+    >>> full = ((200, 200), (40, 40))
+    >>> reduced_sizes(300, (200, 40), "auto", full), reduced_sizes(30, (40, 12), "auto", ((40, 29), (12, 12)))
+    ((200, 40), (14, 12))
+    >>> reduced_sizes(500, (64, 64), "auto", ((64, 64), (64, 15))), reduced_sizes(30, (40, 12), 20, full)
+    ((64, 15), (20, 12))
     """
     if max_components == "none":
         return widths
     if max_components == "auto":
-        return (
-            min(widths[0], (rows - 1) // 2) if widths[0] >= rows else widths[0],
-            min(widths[1], (rows - 1) // 2) if widths[1] >= rows else widths[1],
-        )
+        sizes = [
+            width if rank == live else min(rank, (rows - 1) // 2)
+            for width, (live, rank) in zip(widths, ranks, strict=True)
+        ]
+        return sizes[0], sizes[1]
     if max_components > max(widths):
         raise ConfigError(
             f"pwcca: max_components={max_components} is more than the features' dimensions (x {widths[0]}, "
@@ -181,9 +208,14 @@ class PWCCA(WithOptions):
     whether a side is first reduced to its leading principal components (the centred scores
     Xc·Vk, from the d × d scatter's eigenvectors), which the reference never does:
 
-    - ``"auto"`` (default): only a side with d ≥ N, where the reference refuses x (its ``assert``
-      d < N) and CCA is degenerate, keeps (N − 1) // 2 components; otherwise nothing is reduced, so
-      the value is the reference's wherever the reference runs.
+    - ``"auto"`` (default): a side is reduced only where its live columns (those "remove small"
+      keeps) are linearly dependent, where the reference's orthonormal basis of them is set by
+      rounding: always so when d ≥ N, where the reference refuses x (its ``assert`` d < N) and
+      CCA is degenerate; also when rows repeat (a bootstrap replicate holds about 0.63·N
+      distinct rows, a quantiser's output as many as it has codes) or at ``epsilon=0`` with a
+      dead column. Such a side keeps min(rank, (N − 1) // 2) components: its whole span when the
+      rank is small, which changes no canonical correlation. Otherwise nothing is reduced, so the
+      value is the reference's wherever the reference runs on independent columns.
     - ``"none"`` (or ``None``): never reduce; the reference's number for any shape it accepts.
     - an integer k: each side keeps min(d, k) components (k above both widths is a ConfigError).
       Reducing each side separately keeps only each side's top-k variance directions, so the
@@ -226,7 +258,12 @@ class PWCCA(WithOptions):
         rows = statistics.rows
         scatter, means = statistics.scatter, [statistics.mean_x, statistics.mean_y]
         sizes = [statistics.split, len(scatter) - statistics.split]
-        reduced = reduced_sizes(rows, (sizes[0], sizes[1]), self.max_components)
+        ranks = (
+            (live_rank(statistics.xx, self.epsilon), live_rank(statistics.yy, self.epsilon))
+            if self.max_components == "auto"
+            else ((0, 0), (0, 0))
+        )
+        reduced = reduced_sizes(rows, (sizes[0], sizes[1]), self.max_components, ranks)
         if list(reduced) != sizes:
             # a reduced side becomes its principal component scores, which are centred (means 0); a side
             # left whole keeps its columns and means, so its weights are the reference's
