@@ -566,6 +566,7 @@ def test_only_a_quantizer_that_declares_its_code_radix_is_counted():
     assert code_layout(types.SimpleNamespace(code_radix=16, codes_per_vector=3)) == (16, 3)
     assert code_layout(types.SimpleNamespace(code_radix=16)) == (16, 1)
     assert code_layout(types.SimpleNamespace(bits_per_vector=8.0)) is None  # a plugin's own quantizer
+    assert code_layout(types.SimpleNamespace(code_radix=1, codes_per_vector=1)) is None  # no codebook
     assert code_layout(None) is None
 
 

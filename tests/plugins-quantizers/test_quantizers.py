@@ -339,3 +339,26 @@ def test_a_codebook_too_large_to_hold_is_refused_before_anything_is_allocated(na
 def test_the_largest_codebook_allowed_still_builds():
     quantizer = create("fsq", levels=[2**12, 2**12])
     assert quantizer.bits_per_vector == 24.0
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_training_counts_every_codebook_level_of_each_quantizer_and_none_of_identity(name):
+    from esq.builtin.training.codebook_usage import CodebookUsage, code_layout
+
+    quantizer = create(name, **SMALL[name]).eval()
+    layout = code_layout(quantizer)
+    if name == "identity":  # its "codes" are its float features: no codebook to count
+        assert layout is None
+        return
+    radix, levels = layout
+    assert levels * math.log2(radix) == pytest.approx(quantizer.bits_per_vector)
+    x = features(3, 16, 4, 4)
+    codes = quantizer(x).codes
+    usage = CodebookUsage(radix, levels)
+    usage.update(codes)
+    result = usage.compute()
+    per_level = codes.reshape(-1, levels)
+    assert [level["distinct_codes"] for level in result["levels"]] == [
+        per_level[:, level].unique().numel() for level in range(levels)
+    ]
+    assert all(level["vectors"] == 3 * 4 * 4 for level in result["levels"])

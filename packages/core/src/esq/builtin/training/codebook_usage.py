@@ -43,10 +43,11 @@ from esq import check_int
 
 
 def code_layout(quantizer: Any) -> tuple[int, int] | None:
-    """``(code_radix, levels)`` of a quantizer whose codes can be counted, else ``None`` (a
-    quantizer that does not declare its ``code_radix``)."""
+    """``(code_radix, levels)`` of a quantizer whose codes can be counted, else ``None``: a
+    quantizer that does not declare its ``code_radix``, or whose radix is below 2 (no codebook:
+    esq-quantizers' ``identity``, whose "codes" are its float features)."""
     radix = getattr(quantizer, "code_radix", None)
-    if isinstance(radix, bool) or not isinstance(radix, int) or radix < 1:
+    if isinstance(radix, bool) or not isinstance(radix, int) or radix < 2:
         return None
     levels = getattr(quantizer, "codes_per_vector", 1)
     return radix, levels if isinstance(levels, int) and levels >= 1 else 1
