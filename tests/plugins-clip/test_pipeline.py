@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from esq import RunContext
 from esq.builtin.data.image_sets import synthetic_image
 from esq.cli.main import make_cli
 
@@ -153,7 +154,14 @@ def test_two_checkpoints_side_by_side_and_a_foreign_checkpoint_is_refused(tmp_pa
     assert "not a checkpoint of this architecture" in result.output and "missing keys" in result.output
 
 
-def test_checkpoints_with_one_file_name_get_their_folders_in_names_and_rows(tmp_path, checkpoint):
+def test_checkpoints_with_one_file_name_get_their_folders_in_names_and_rows(tmp_path, checkpoint, monkeypatch):
+    shown = []
+
+    def progress(self, items, description, total=None):
+        shown.append(description)
+        return iter(items)
+
+    monkeypatch.setattr(RunContext, "progress", progress)  # extraction shows progress naming the model
     write_dataset(tmp_path / "data")
     copies = [tmp_path / side / "epoch_latest.pt" for side in ("a", "b")]
     for copy in copies:
@@ -172,6 +180,8 @@ def test_checkpoints_with_one_file_name_get_their_folders_in_names_and_rows(tmp_
                 len(lines) == row[column.split("_")[0] + "s"]
                 and len(json.loads(lines[0])["feature"]) == row["dimension"]
             )
+    for model in ("a-epoch_latest", "b-epoch_latest"):
+        assert {f"{model}: image features", f"{model}: text features"} <= set(shown)
 
 
 @pytest.mark.parametrize("paths", ["[none,none]", "[{0},{0}]"])
