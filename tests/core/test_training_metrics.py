@@ -633,7 +633,7 @@ def test_the_settings_carry_the_quantizers_resolved_options_but_not_its_input_wi
 def test_a_codebook_used_under_ten_percent_is_a_warning_naming_the_model_and_its_usage(caplog):
     context = types.SimpleNamespace(log=logging.getLogger("esq.test_usage"))
     settings = {**SETTINGS, "quantizer": "simvq", "bits_per_vector": 9.0}
-    low = {"distinct_codes": 15.0, "codebook_usage": 15 / 512, "perplexity": 4.2}
+    low = {"distinct_codes": 15.0, "codebook_usage": 15 / 512, "perplexity": 4.2, "vectors": 4096.0}
     high = {**low, "distinct_codes": 100.0, "codebook_usage": 100 / 512}
     with caplog.at_level(logging.WARNING, logger="esq.test_usage"):
         warn_low_usage(context, settings, {"code_radix": 512, "levels": [high]})
@@ -641,4 +641,8 @@ def test_a_codebook_used_under_ten_percent_is_a_warning_naming_the_model_and_its
         warn_low_usage(context, settings, {"code_radix": 512, "levels": [high, low]})
     (record,) = caplog.records
     assert "tiny_cnn + simvq used 2.9% of its codebook at level 1" in record.getMessage()
-    assert "15 of 512 codes" in record.getMessage()
+    assert "15 of 512 codes" in record.getMessage() and "could use at most" not in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="esq.test_usage"):
+        warn_low_usage(context, settings, {"code_radix": 512, "levels": [{**low, "vectors": 192.0}]})
+    assert "the test set's 192 vectors could use at most 37.5%" in caplog.records[0].getMessage()

@@ -123,16 +123,24 @@ def warn_low_usage(context: Any, settings: dict[str, Any], usage: dict[str, Any]
         if figures["codebook_usage"] >= LOW_USAGE:
             continue
         where = f" at level {level}" if len(levels) > 1 else ""
+        radix, vectors = usage["code_radix"], figures.get("vectors", math.inf)
+        few = (
+            f"; the test set's {vectors:.0f} vectors could use at most {100 * vectors / radix:.1f}%, so score on more "
+            "images to tell"
+            if vectors < radix
+            else ""
+        )
         context.log.warning(
             "%s + %s used %.1f%% of its codebook%s on the test set (%d of %d codes, perplexity %.1f): the head "
             "reads few distinct vectors, so bits_per_vector (%.1f) overstates what the codes carry (log2 of the "
-            "perplexity is closer); train longer, or use a smaller codebook",
+            "perplexity is closer); train longer, or use a smaller codebook%s",
             settings["backbone"],
             settings["quantizer"],
             100 * figures["codebook_usage"],
             where,
             figures["distinct_codes"],
-            usage["code_radix"],
+            radix,
             figures["perplexity"],
             settings["bits_per_vector"],
+            few,
         )
