@@ -3,6 +3,7 @@ rounding quantizer) and feature files in every format, scored by mean_distance."
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -64,6 +65,26 @@ def test_token_pooling_pairs_the_same_positions(checkpoints, tmp_path):
     result = esq(tmp_path, "run", "similarity", *options, "--tokens-per-image", "5", "--split", "trainval", "--json")
     rows = {row["model"]: row for row in json.loads(result.stdout)}
     assert rows["baseline"]["value"] == 0.0 and rows["baseline"]["samples"] == 5 * 18
+
+
+def test_each_row_names_the_settings_that_tell_it_from_another_runs(checkpoints, tmp_path):
+    options = ["--checkpoints-dir", str(checkpoints), "--metrics", "mean_distance", "--pooling", "tokens"]
+    esq(tmp_path, "run", "similarity", *options, "--tokens-per-image", "3", "--bootstrap", "2")
+
+    with open(last_run(tmp_path, "similarity") / "results.csv", encoding="utf-8") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    squeeze = rows["squeeze"]
+    shown = ("quantizer", "backbone", "dataset", "split", "pooling", "tokens_per_image", "bootstrap")
+    assert [squeeze[column] for column in shown] == [
+        "rounding",
+        "tiny_segmenter",
+        "synthetic",
+        "test",
+        "tokens",
+        "3",
+        "2",
+    ]
+    assert float(squeeze["bits_per_vector"]) < float(rows["baseline"]["bits_per_vector"])
 
 
 def write(path: Path, array: np.ndarray) -> Path:

@@ -174,8 +174,15 @@ def _checkpoint_pair(config: SimilarityConfig, context: RunContext, path: Any, n
         "backbone": model.hparams["backbone"],
         "quantizer": model.hparams["quantizer"],
         "bits_per_vector": model.bits_per_vector,
+        "dataset": dataset_name(dataset),
     }
     return x, y, facts
+
+
+def dataset_name(dataset: Any) -> str:
+    """The name of a split's dataset (``trainval``: of its parts)."""
+    parts = getattr(dataset, "datasets", [dataset])
+    return str(getattr(parts[0], "name", type(parts[0]).__name__))
 
 
 def _data_options(settings: dict[str, Any]) -> str:
@@ -351,6 +358,18 @@ def _replot(config: SimilarityConfig, context: RunContext) -> Results:
     return Results(rows=rows, summary=summary, table=table)
 
 
+def _setting(config: SimilarityConfig) -> dict[str, Any]:
+    """The options a row's value depends on, as results.csv columns."""
+    setting: dict[str, Any] = {}
+    if config.checkpoints_dir is not None:
+        setting.update(split=config.split, pooling=config.pooling)
+        if config.pooling == "tokens":
+            setting["tokens_per_image"] = config.tokens_per_image
+    if config.bootstrap:
+        setting.update(bootstrap=config.bootstrap, confidence=config.confidence)
+    return setting | {"seed": config.seed}
+
+
 def _naming(error: Exception, sides: tuple[str, str]) -> Exception:
     """A metric's ``DataError`` about its argument ``x`` or ``y``, told of the features it was given."""
     if not isinstance(error, DataError):
@@ -386,6 +405,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
             wide.update(dict.fromkeys(metrics, "failed"))
             continue
         models[name].update({**more, "samples": len(x), "dims": [x.shape[1], y.shape[1]]})
+        setting = {**more, **_setting(config)}  # the columns that tell this row from another run's
         sides = (
             (f"features_a {config.features_a}", f"features_b {config.features_b}")
             if config.checkpoints_dir is None
@@ -406,7 +426,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
             except Exception as error:  # a metric that cannot run here: the other metrics still can
                 error = _naming(error, sides)
                 context.log.warning("%s %s: not computed: %s", name, metric_name, error_line(error))
-                rows.append(failed_row(error, model=name, metric=metric_name, samples=len(x)))
+                rows.append(failed_row(error, model=name, metric=metric_name, samples=len(x), **setting))
                 wide[metric_name] = "failed"
                 continue
             previous.setdefault(name, {})[metric_name] = found["value"]
@@ -419,6 +439,7 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
                     "metric": metric_name,
                     **{k: found[k] for k in ("value", "ci_low", "ci_high")},
                     "samples": len(x),
+                    **setting,
                 }
             )
             models[name].setdefault("details", {})[metric_name] = found["details"]
