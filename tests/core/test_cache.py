@@ -513,8 +513,9 @@ def test_writing_a_note_removes_what_a_killed_note_writer_left(tmp_path):
         (["--layers=7", "9"], ["--layers=7", "9"]),
         (["--layers", "7,9", "--layers", "12"], ["--layers", "7,9", "--layers", "12"]),
         (["--mode", "quick", "--layers", "7", "--", "9"], ["--mode", "quick", "--layers", "7", "--", "9"]),
+        (["--layers", "7", "-1", "-h"], ["--layers", "7", "--layers", "-1", "-h"]),
     ],
-    ids=["several", "negative-index-then-option", "inline-value", "commas-and-repeats", "double-dash"],
+    ids=["several", "negative-index-then-option", "inline-value", "commas-and-repeats", "double-dash", "short-option"],
 )
 def test_a_many_valued_option_takes_every_value_up_to_the_next_option(args, spread):
     from esq.builtin.cache_command import spread_values

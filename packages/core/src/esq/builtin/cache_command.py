@@ -21,31 +21,29 @@ def cache() -> None:
 
 def spread_values(args: list[str], options: tuple[str, ...]) -> list[str]:
     """``args`` with each of ``options`` given once per value: ``--layers 7 9 12`` (every value up
-    to the next ``--option``, as argparse's ``nargs="+"``; ``-1`` is a value) becomes ``--layers 7
-    --layers 9 --layers 12``, as click's repeatable options take them; ``--layers 7,9`` is split
-    at the commas later, and ``--layers=7`` is one value (as ``esq run``'s list options take it).
+    to the next option, as argparse's ``nargs="+"``; a negative number such as ``-1`` is a value,
+    ``-h`` is not) becomes ``--layers 7 --layers 9 --layers 12``, as click's repeatable options
+    take them; ``--layers 7,9`` is split at the commas later, and ``--layers=7`` is one value (as
+    ``esq run``'s list options take it).
 
-    >>> spread_values(["--layers", "7", "9", "--mode", "quick", "--layers", "-1"], ("--layers",))
-    ['--layers', '7', '--layers', '9', '--mode', 'quick', '--layers', '-1']
+    >>> spread_values(["--layers", "7", "9", "--mode", "quick", "--layers", "-1", "-h"], ("--layers",))
+    ['--layers', '7', '--layers', '9', '--mode', 'quick', '--layers', '-1', '-h']
     """
+    import re
+
     spread: list[str] = []
-    option = None
+    option, values = None, 0
     for index, argument in enumerate(args):
         if argument == "--":
             return [*spread, *args[index:]]
-        if argument.startswith("--"):
+        if argument.startswith("-") and not re.fullmatch(r"-\d+", argument):
             name, equals, _ = argument.partition("=")
-            option = name if name in options and not equals else None  # --layers=7 is one value
-            spread.append(argument)
-            option_values = 0
+            option, values = (name if name in options and not equals else None), 0  # --layers=7: one value
         elif option is not None:
-            if option_values:
+            if values:
                 spread.append(option)
-            option_values += 1
-            spread.append(argument)
-            continue
-        else:
-            spread.append(argument)
+            values += 1
+        spread.append(argument)
     return spread
 
 
