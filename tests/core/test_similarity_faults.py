@@ -78,6 +78,12 @@ RESULTS = {
     "an_interval_not_numbers": {"vq": {"cka": 0.9}, "_esq": {"intervals": {"vq": {"cka": ["low", 1]}}}},
     "an_interval_upside_down": {"vq": {"cka": 0.9}, "_esq": {"intervals": {"vq": {"cka": [0.95, 0.85]}}}},
     "facts_not_a_dict": {"vq": {"cka": 0.9}, "_esq": [1]},
+    "of_a_failed_run": {
+        "pipeline": "similarity",
+        "status": "failed",
+        "error": "features_a a.npy: no such file",
+        "rows": [],
+    },
 }
 
 PAIR = ["--features-a", "{b}", "--features-b", "{b}"]
@@ -93,6 +99,7 @@ CASES = [
     ("one_dimensional", ["--features-a", "{one_dimensional}", "--features-b", "{b}"], "flat.npy"),
     *[(f"results_{name}", ["--results", f"{{results_{name}}}"], f"results_{name}.json") for name in RESULTS],
     ("results_json_of_squeeze", ["--results", "{results_of_another_pipeline}"], "results.json of `esq run squeeze`"),
+    ("results_json_of_a_failed_run", ["--results", "{results_of_a_failed_run}"], "that run was failed (features_a"),
     ("device_banana", [*PAIR, "--device", "banana"], "device"),
     ("output_results_json", [*PAIR, "--output", "results.json"], "output"),
     ("output_up", [*PAIR, "--output", "../x.json"], "output"),

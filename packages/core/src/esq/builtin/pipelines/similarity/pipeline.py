@@ -247,6 +247,10 @@ def read_results(path: str) -> Previous:
     else:
         previous = _similarity_json(path, document)
     if not any(value is not None for values in previous.values.values() for value in values.values()):
+        status = document.get("status") if isinstance(document, dict) and "rows" in document else None
+        if status in ("failed", "interrupted"):  # a run's results.json: why it holds nothing
+            why = f" ({str(document.get('error'))[:200]})" if document.get("error") else ""
+            raise DataError(f"results {path}: that run was {status}{why}, so it has no values; give a finished run's")
         raise DataError(f"results {path}: no model with a metric value in it; give a similarity.json a run wrote")
     return previous
 
