@@ -1,5 +1,6 @@
 """How well a score follows a degradation's severity: Spearman's rank correlation between level
-and score, and the plots of the best configurations.
+and score, the plots of the best configurations (axes labelled with the level's name and unit
+and the metric) and the heatmap of ρ, configuration × degradation.
 
 >>> spearman([1, 2, 3, 4], [0.1, 0.4, 0.3, 0.9])
 0.8
