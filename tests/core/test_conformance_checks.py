@@ -121,6 +121,14 @@ def test_check_degradation_catches_an_unseeded_degradation():
         check_degradation(spec("degradations", "noise", factory=Unseeded))
 
 
+def test_check_degradation_catches_a_level_unit_that_is_no_string():
+    class Unlabelled(fake_plugin.Noise):
+        level_unit = 255
+
+    with pytest.raises(AssertionError, match="level_unit must be a string"):
+        check_degradation(spec("degradations", "noise", factory=Unlabelled))
+
+
 def test_check_retriever_passes_exact_search():
     check_retriever(spec("retrievers", "exact_ip"))
 

@@ -80,7 +80,11 @@ class Metric(Protocol):
 
 @runtime_checkable
 class Degradation(Protocol):
-    """Degrades image batches (uint8 or float, ``(N, C, H, W)``), deterministically for a seed."""
+    """Degrades image batches (uint8 or float, ``(N, C, H, W)``), deterministically for a seed.
+
+    Optional ``level_name`` and ``level_unit`` (strings) say what a level is, for plots and
+    results (``blur σ``, ``px``); without them a level is called ``level``.
+    """
 
     options: dict[str, Any]
     levels: Sequence[float]

@@ -25,13 +25,17 @@ def check_degradation(spec: DegradationSpec, **options: Any) -> None:
 
     ``levels`` is non-empty; ``apply`` keeps shape and dtype for uint8 and float batches, leaves
     its input alone, repeats under a seed, changes the image more as the level grows (mild to
-    severe), and a rebuild from ``options`` gives the same images.
+    severe), and a rebuild from ``options`` gives the same images; ``level_name`` and
+    ``level_unit``, where given, are strings.
     """
     import torch
 
     degradation = build(spec, options, Degradation)
     levels = list(degradation.levels)
     ensure(len(levels) > 0, f"{spec.name}: levels must not be empty")
+    for attribute in ("level_name", "level_unit"):
+        value = getattr(degradation, attribute, "")
+        ensure(isinstance(value, str), f"{spec.name}: {attribute} must be a string, got {value!r}")
     images = _images()
     original = images.clone()
     change = []
