@@ -253,8 +253,9 @@ def test_small_sample_warnings_say_what_a_small_n_means_for_each_class():
 
     shapes = {"vq": (30, 64), "fsq": (30, 64)}
     lines = small_sample_warnings(["cka", "pwcca", "svcca", "rsa", "jaccard_knn"], shapes, {}, 100)
-    assert len(lines) == 5  # CKA, CCA (pwcca and svcca together), pairwise, k-NN, bootstrap
-    assert "biased upward" in lines[0] and "degenerate" in lines[1] and "pwcca, svcca" in lines[1]
+    assert len(lines) == 5  # CKA, CCA (pwcca and svcca together), k-NN, pairwise, bootstrap
+    assert "biased upward" in lines[0] and "degenerate" in lines[1] and "(pwcca, svcca)" in lines[1]
+    assert [line for line in lines if "jaccard_knn" in line] == [lines[2]] and "by chance" in lines[2]
     assert all("vq, fsq" in line for line in lines)
     assert not small_sample_warnings(["cka"], shapes, {"cka": {"debiased": True}}, 0)
     assert not small_sample_warnings(["cka", "pwcca"], {"vq": (1000, 64)}, {}, 0)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from esq.cli.main import make_cli
 
 
-def test_a_metric_that_cannot_run_on_this_many_rows_is_a_failed_row_and_the_others_are_kept(tmp_path):
+def test_a_metric_that_cannot_run_on_this_many_rows_is_a_failed_row_and_the_others_are_kept(tmp_path, caplog):
     features = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(a, features)
@@ -25,6 +25,8 @@ def test_a_metric_that_cannot_run_on_this_many_rows_is_a_failed_row_and_the_othe
     assert rows["jaccard_knn"]["status"] == "failed" and "k=10" in rows["jaccard_knn"]["error"]
     (run,) = (tmp_path / "runs" / "similarity").iterdir()
     assert json.loads((run / "results.json").read_text())["status"] == "partial"
+    warned = [record.getMessage() for record in caplog.records if "small N" in record.getMessage()]
+    assert not any("jaccard_knn" in line for line in warned), warned  # it has no value to warn about
     written = json.loads((run / "similarity.json").read_text())
     assert written.pop("_esq")["samples"] == {"features": 10}
     assert written == {"features": {"cka": rows["cka"]["value"]}}

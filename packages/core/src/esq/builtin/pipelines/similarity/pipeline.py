@@ -448,7 +448,8 @@ def run(config: SimilarityConfig, context: RunContext) -> Results:
             )
             models[name].setdefault("details", {})[metric_name] = found["details"]
     shapes = {name: (facts["samples"], max(facts["dims"])) for name, facts in models.items() if "samples" in facts}
-    for line in small_sample_warnings(list(metrics), shapes, config.metric_options, config.bootstrap):
+    computed = list(dict.fromkeys(row["metric"] for row in rows if row.get("status") != "failed" and "metric" in row))
+    for line in small_sample_warnings(computed, shapes, config.metric_options, config.bootstrap):
         context.log.warning("%s", line)
     run_facts: dict[str, Any] = {"bootstrap": config.bootstrap, "confidence": config.confidence}
     if config.checkpoints_dir is not None:  # two feature files have no split or pooling of esq's

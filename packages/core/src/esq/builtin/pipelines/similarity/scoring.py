@@ -64,26 +64,26 @@ class SmallSample:
 SMALL_SAMPLES = (
     SmallSample(
         "CKA",
-        lambda name: "cka" in name,
+        lambda name: "cka" in name.split("_"),
         lambda d, options: 0 if options.get("debiased") else 2 * d,
         "biased upward: CKA of unrelated features approaches 1 as d/N grows "
         "(--set metric_options.cka.debiased=true, or more samples)",
     ),
     SmallSample(
-        "CCA (PWCCA, SVCCA)",
-        lambda name: "cca" in name,
+        "CCA",
+        lambda name: name.split("_")[0].endswith("cca"),
         lambda d, options: 2 * d,
         "degenerate: with N < 2d CCA finds near-perfect correlations even in unrelated features, so each side "
         "is reduced to fewer components and the value is not CCA's on the full features",
     ),
     SmallSample(
         "k-NN overlap",
-        lambda name: "knn" in name,
+        lambda name: "knn" in name.split("_"),
         lambda d, options: 20 * int(options.get("k", 10)),
         "neighbours by chance: the k nearest are more than 5% of the samples, so unrelated features overlap too",
     ),
     SmallSample(
-        "pairwise correlations (RSA, geometry, relational)",
+        "pairwise correlations",
         lambda name: name in ("rsa", "geometry", "relational"),
         lambda d, options: 50,
         "noisy: the N(N-1)/2 pairs share only N samples",
@@ -133,7 +133,7 @@ def _affected(found: dict[str, tuple[int, int, int]], label: str) -> str:
     parts = []
     for (count, dims, least), models in groups.items():
         shown = models[:4] + ([f"{len(models) - 4} more"] if len(models) > 4 else [])
-        why = f" (2·d = 2×{dims})" if label in ("CKA", "CCA (PWCCA, SVCCA)") else ""
+        why = f" (2·d = 2×{dims})" if label in ("CKA", "CCA") else ""
         parts.append(f"{', '.join(shown)}: N = {count} < {least}{why}")
     return "; ".join(parts)
 
