@@ -55,7 +55,9 @@ def test_every_demo_row_says_which_model_and_setting_it_is_about(levels_4):
     assert {(row["seed"], row["epochs"], row["split"], row["dataset"]) for row in rows} == {(0, 1, "test", "synthetic")}
     classes = [row["class"] for row in rounding if row["metric"] == "iou"]
     assert classes and len(set(classes)) == len(classes)
-    with open(run / "rounding" / "confusion_matrix.csv", newline="") as handle:
+    summary = json.loads((run / "results.json").read_text())["summary"]
+    assert summary["confusion_matrices"]["rounding"] == "rounding/confusion_matrix.csv"
+    with open(run / summary["confusion_matrices"]["rounding"], newline="") as handle:
         assert next(csv.reader(handle))[1:] == classes
 
 

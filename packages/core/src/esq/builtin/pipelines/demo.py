@@ -6,8 +6,9 @@ On the built-in synthetic segmentation set (shapes on textured backgrounds) and 
 ``fsq``, ``lfq``, ``rvq`` by default), a quantizer with its head, each for ``epochs`` epochs; then
 scores each on the test split: mean IoU, bits per vector, compression ratio, and every installed
 similarity metric between the original and the quantized features (``tokens_per_image`` feature
-positions per test image). One table, ``results.csv``, ``metrics.png``; each model's checkpoints
-and logs in its own folder (``baseline/``, ``vq/``...).
+positions per test image). One table (a row per model), ``results.csv`` (a row per model × metric, with
+the settings: ``esq.builtin.training.report``), ``metrics.png``; each model's checkpoints, logs and
+``confusion_matrix.csv`` in its own folder (``baseline/``, ``vq/``...).
 """
 
 from __future__ import annotations
@@ -147,11 +148,12 @@ def run(config: DemoConfig, context: RunContext) -> Results:
     from esq.builtin.pipelines.similarity.scoring import plot_metrics
 
     metrics = {name: context.registry("metrics").create(name) for name in metric_names(config, context)}
-    rows, table = [], []
+    rows, table, confusion_matrices = [], [], {}
     for quantizer in context.progress([NO_QUANTIZER, *quantizer_names(config, context)], "models"):
         label = "baseline" if quantizer == NO_QUANTIZER else quantizer
         trained, model = _train(config, context, label, quantizer)
         (row,) = trained.table
+        confusion_matrices[label] = f"{label}/{trained.summary['confusion_matrix']}"
         test_set = open_segmentation(**{k: v for k, v in model.hparams["data"].items() if k != "split"}, split="test")
         x, y = checkpoint_features(
             model,
@@ -173,5 +175,10 @@ def run(config: DemoConfig, context: RunContext) -> Results:
         table.append(wide)
     shown = [row for row in rows if row["metric"] in ("mean_iou", *metrics)]
     plot_metrics(context.path("metrics.png"), shown, f"esq run demo: {config.backbone} on synthetic shapes, test split")
-    summary = {"backbone": config.backbone, "epochs": config.epochs, "test_rows_for_metrics": len(x)}
+    summary = {
+        "backbone": config.backbone,
+        "epochs": config.epochs,
+        "test_rows_for_metrics": len(x),
+        "confusion_matrices": confusion_matrices,
+    }
     return Results(rows=rows, summary=summary, table=table)
