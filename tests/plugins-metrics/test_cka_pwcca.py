@@ -333,17 +333,32 @@ def test_the_reference_steps_fail_at_epsilon_zero_on_a_dead_column_and_pwcca_say
     assert failures > 0
 
 
-@pytest.mark.parametrize("method", ["svcca_reference", "paper"])
-def test_pwcca_auto_reduces_a_side_with_repeated_rows_to_its_span(method):
-    # a quantiser with 8 codes: 200 rows, only 8 distinct, so y's 10 columns span 7 dimensions
-    generator = np.random.default_rng(0)
+def quantised_pair(columns_x: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x and a quantiser's output y with 8 codes: 200 rows, 8 distinct, so y's 10 columns span 7 dimensions."""
+    generator = np.random.default_rng(seed)
     codes = generator.normal(size=(8, 10))
-    x = generator.normal(size=(200, 6)) + codes[generator.integers(0, 8, size=200)] @ generator.normal(size=(10, 6))
-    y = codes[generator.integers(0, 8, size=200)]
+    assigned = generator.integers(0, 8, size=200)
+    x = generator.normal(size=(200, columns_x)) + codes[assigned] @ generator.normal(size=(10, columns_x))
+    return x, codes[assigned]
+
+
+def test_pwcca_auto_reduces_a_dependent_side_that_provides_the_weights_to_its_span():
+    x, y = quantised_pair(12)  # y has fewer columns, so its basis gives the weights: undefined with 10 for 7
+    result = PWCCA()(x, y)
+    assert result.details["components"] == [12, 7] and result.details["weights_from"] == "y"
+    assert abs(result.value - svcca_reference(x, principal_scores(y, 7), 1e-6)[0]) < 1e-8
+    with pytest.raises(DataError, match=r"kept columns of `y` are \(nearly\) linearly dependent"):
+        pwcca(x, y, max_components="none")
+
+
+@pytest.mark.parametrize("method", ["svcca_reference", "paper"])
+def test_pwcca_auto_keeps_a_dependent_side_whole_where_the_reference_is_defined(method):
+    x, y = quantised_pair(6)  # x gives the weights (and always does for "paper"): the reference's number exists
     result = PWCCA(method=method)(x, y)
-    assert result.details["components"] == [6, 7]
-    reference = pwcca_paper if method == "paper" else lambda a, b, epsilon: svcca_reference(a, b, epsilon)[0]
-    assert abs(result.value - reference(x, principal_scores(y, 7), 1e-6)) < 1e-8
+    assert result.details["components"] == [6, 10] and result.details["weights_from"] == "x"
+    expected = pwcca_paper(x, y, 1e-6) if method == "paper" else svcca_reference(x, y, 1e-6)[0]
+    # y's covariance is singular but for epsilon: its whitening (ε^−½ on 3 directions) amplifies rounding
+    assert abs(result.value - expected) < 1e-6
 
 
 def test_pwcca_of_a_bootstrap_replicate_with_fewer_distinct_rows_than_dimensions_is_computed():
@@ -352,7 +367,7 @@ def test_pwcca_of_a_bootstrap_replicate_with_fewer_distinct_rows_than_dimensions
     distinct = len(np.unique(rows))
     assert distinct <= 40
     result = PWCCA()(x[rows], y[rows])
-    assert result.details["components"] == [min(distinct - 1, 29)] * 2 and np.isfinite(result.value)
+    assert result.details["components"] == [distinct - 1, 45] and np.isfinite(result.value)
     with pytest.raises(DataError, match="linearly dependent"):
         pwcca(x[rows], y[rows], max_components="none")
 

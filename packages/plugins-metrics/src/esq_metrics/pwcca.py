@@ -66,33 +66,60 @@ def live_rank(scatter: np.ndarray, epsilon: float) -> tuple[int, int]:
     return int(live.sum()), int(np.sum(eigenvalues > RANK_TOLERANCE * eigenvalues[-1]))
 
 
+def auto_sizes(
+    rows: int, widths: tuple[int, int], ranks: tuple[tuple[int, int], tuple[int, int]], epsilon: float, method: str
+) -> tuple[int, int]:
+    """``max_components="auto"``: each side's dimensions, reduced only where the reference gives no number.
+
+    ``ranks`` holds (live, rank) per side (:func:`live_rank`). A side with d ≥ N, where the
+    reference refuses x (``assert`` d < N) and CCA is degenerate, keeps min(rank, (N − 1) // 2)
+    principal components. A narrower side whose live columns are linearly dependent (repeated
+    rows: a bootstrap replicate, a quantiser's few codes) keeps its rank, its whole span, which
+    changes no canonical correlation, and only where the reference's value is undefined: at
+    ``epsilon=0`` (a singular covariance), or, for ``method="svcca_reference"``, when it is the side
+    that provides the weights (fewer kept columns, x on a tie), whose orthonormal basis of
+    dependent columns is set by rounding. Elsewhere a dependent side is kept whole, as the
+    reference keeps it.
+
+    >>> auto_sizes(300, (200, 40), ((200, 200), (40, 40)), 1e-6, "svcca_reference")
+    (200, 40)
+    >>> auto_sizes(30, (40, 12), ((40, 29), (12, 12)), 1e-6, "paper")
+    (14, 12)
+    >>> auto_sizes(500, (64, 64), ((64, 64), (64, 15)), 1e-6, "svcca_reference")  # x gives the weights
+    (64, 64)
+    >>> auto_sizes(500, (64, 64), ((64, 15), (64, 64)), 1e-6, "svcca_reference")  # x gives them, dependent
+    (15, 64)
+    """
+    sizes = [
+        min(rank, (rows - 1) // 2) if width >= rows else width for width, (_, rank) in zip(widths, ranks, strict=True)
+    ]
+    whole = [size == width for size, width in zip(sizes, widths, strict=True)]
+    dependent = [rank < live for live, rank in ranks]
+    kept = [live if side_whole else size for side_whole, size, (live, _) in zip(whole, sizes, ranks, strict=True)]
+    weighting = 0 if kept[0] <= kept[1] else 1
+    for side in (0, 1):
+        undefined = epsilon == 0 or (method == "svcca_reference" and side == weighting)
+        if whole[side] and dependent[side] and undefined:
+            sizes[side] = ranks[side][1]
+    return sizes[0], sizes[1]
+
+
 def reduced_sizes(
-    rows: int, widths: tuple[int, int], max_components: int | str, ranks: tuple[tuple[int, int], tuple[int, int]]
+    rows: int, widths: tuple[int, int], max_components: int | str, auto: tuple[int, int]
 ) -> tuple[int, int]:
     """The dimensions each side keeps before CCA: its principal components under ``max_components``.
 
-    ``"auto"``: a side is left whole unless its live columns (``ranks``: (live, rank) per side,
-    from :func:`live_rank`) are linearly dependent: always so when d ≥ N, where the reference
-    refuses x (``assert`` d < N) and every canonical correlation is 1; also with repeated rows (a
-    bootstrap replicate, a quantiser's few distinct codes). Such a side keeps min(rank, (N − 1) // 2)
-    components: its whole span when that is small, and d1 + d2 < N otherwise. ``"none"``: never
-    reduced. An integer k: min(d, k) for each side, which refuses k above both widths (a k that
-    reduces nothing is a mistaken value, not a choice).
+    ``"auto"``: ``auto`` (see :func:`auto_sizes`). ``"none"``: never reduced. An integer k: min(d, k)
+    for each side, which refuses k above both widths (a k that reduces nothing is a mistaken
+    value, not a choice).
 
-    >>> full = ((200, 200), (40, 40))
-    >>> reduced_sizes(300, (200, 40), "auto", full), reduced_sizes(30, (40, 12), "auto", ((40, 29), (12, 12)))
-    ((200, 40), (14, 12))
-    >>> reduced_sizes(500, (64, 64), "auto", ((64, 64), (64, 15))), reduced_sizes(30, (40, 12), 20, full)
-    ((64, 15), (20, 12))
+    >>> reduced_sizes(30, (40, 12), 20, (0, 0)), reduced_sizes(30, (40, 12), "none", (0, 0))
+    ((20, 12), (40, 12))
     """
     if max_components == "none":
         return widths
     if max_components == "auto":
-        sizes = [
-            width if rank == live else min(rank, (rows - 1) // 2)
-            for width, (live, rank) in zip(widths, ranks, strict=True)
-        ]
-        return sizes[0], sizes[1]
+        return auto
     if max_components > max(widths):
         raise ConfigError(
             f"pwcca: max_components={max_components} is more than the features' dimensions (x {widths[0]}, "
@@ -208,14 +235,15 @@ class PWCCA(WithOptions):
     whether a side is first reduced to its leading principal components (the centred scores
     Xc·Vk, from the d × d scatter's eigenvectors), which the reference never does:
 
-    - ``"auto"`` (default): a side is reduced only where its live columns (those "remove small"
-      keeps) are linearly dependent, where the reference's orthonormal basis of them is set by
-      rounding: always so when d ≥ N, where the reference refuses x (its ``assert`` d < N) and
-      CCA is degenerate; also when rows repeat (a bootstrap replicate holds about 0.63·N
-      distinct rows, a quantiser's output as many as it has codes) or at ``epsilon=0`` with a
-      dead column. Such a side keeps min(rank, (N − 1) // 2) components: its whole span when the
-      rank is small, which changes no canonical correlation. Otherwise nothing is reduced, so the
-      value is the reference's wherever the reference runs on independent columns.
+    - ``"auto"`` (default): a side is reduced only where the reference gives no number (see
+      :func:`auto_sizes`): a side with d ≥ N, where the reference refuses x (its ``assert``
+      d < N) and CCA is degenerate, keeps min(rank, (N − 1) // 2) components; a narrower side
+      whose live columns are linearly dependent (rows repeat: a bootstrap replicate holds about
+      0.63·N distinct rows, a quantiser's output as many as it has codes) keeps its rank, its
+      whole span, which changes no canonical correlation, when it provides the reference's
+      weights (whose orthonormal basis of dependent columns is set by rounding) or at
+      ``epsilon=0`` (a singular covariance). Everywhere else nothing is reduced: the value is the
+      reference's wherever the reference gives one.
     - ``"none"`` (or ``None``): never reduce; the reference's number for any shape it accepts.
     - an integer k: each side keeps min(d, k) components (k above both widths is a ConfigError).
       Reducing each side separately keeps only each side's top-k variance directions, so the
@@ -258,12 +286,11 @@ class PWCCA(WithOptions):
         rows = statistics.rows
         scatter, means = statistics.scatter, [statistics.mean_x, statistics.mean_y]
         sizes = [statistics.split, len(scatter) - statistics.split]
-        ranks = (
-            (live_rank(statistics.xx, self.epsilon), live_rank(statistics.yy, self.epsilon))
-            if self.max_components == "auto"
-            else ((0, 0), (0, 0))
-        )
-        reduced = reduced_sizes(rows, (sizes[0], sizes[1]), self.max_components, ranks)
+        auto = (sizes[0], sizes[1])
+        if self.max_components == "auto":
+            ranks = (live_rank(statistics.xx, self.epsilon), live_rank(statistics.yy, self.epsilon))
+            auto = auto_sizes(rows, auto, ranks, self.epsilon, self.method)
+        reduced = reduced_sizes(rows, (sizes[0], sizes[1]), self.max_components, auto)
         if list(reduced) != sizes:
             # a reduced side becomes its principal component scores, which are centred (means 0); a side
             # left whole keeps its columns and means, so its weights are the reference's
