@@ -6,7 +6,7 @@ demo:
 	@scripts/dev-env.sh
 	.venv/bin/esq run demo
 
-# Installs (same rule) and runs the whole test matrix: every nox session.
+# Installs (same rule) and runs the whole test matrix: every nox session, two at a time, each
+# session's log printed whole when it ends, then a summary (.ci/run, which CI runs).
 test:
-	@scripts/dev-env.sh
-	.venv/bin/nox
+	@.ci/run

@@ -1,15 +1,19 @@
-"""The test matrix. `make test` (or `.venv/bin/nox`) runs every session below, and each test once:
+"""The test matrix. `make test` (.ci/run: two sessions at a time) or `.venv/bin/nox` (one at a time) runs every
+session below, and each test once:
 `tests(<package>)` runs `tests/<package>` with only that package (and core) installed; `all`, with
 everything installed, runs `tests/integration` and every package's doctests; `lint` runs ruff, the
 import-linter contracts (root pyproject.toml) and the import-cycle count.
 
 Sessions share one torch installation (scripts/torch-env.sh) through a .pth file, and reuse
-their virtualenvs: a session reinstalls only when a pyproject.toml it uses has changed.
+their virtualenvs: a session reinstalls only when a pyproject.toml it uses has changed. `all` and
+`demo`, which need every package, run in the repository's .venv (scripts/dev-env.sh), which
+`make test` has installed anyway.
 New packages under packages/ join the matrix without edits here.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -31,7 +35,9 @@ TOOLS = {
 
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "tests", "example", "demo", "all"]
+# `demo` is not among them: `all` runs the README's demo block with the other README blocks, in the
+# same environment, so the demo runs once; `nox -s demo` runs that block alone.
+nox.options.sessions = ["lint", "tests", "example", "all"]
 
 
 def _site_packages(session: nox.Session) -> Path:
@@ -54,7 +60,11 @@ def prepare(session: nox.Session, *projects: str, tools: tuple[str, ...] = (TOOL
         session.log("installed packages are up to date")
         return
     arguments = [argument for project in projects for argument in ("-e", project)]
-    session.install("--disable-pip-version-check", *arguments, *tools)
+    # .ci/run runs two sessions at once: their editable installs would write the same packages'
+    # egg-info folders at the same time, so installs take turns (the tests still overlap).
+    with (Path(session.virtualenv.location).parent / ".esq-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        session.install("--disable-pip-version-check", *arguments, *tools)
     stamp.write_text(digest.hexdigest())
 
 
@@ -74,25 +84,24 @@ def tests(session: nox.Session, package: str) -> None:
     session.run("pytest", f"tests/{package}", *session.posargs)
 
 
-DOCS_TOOLS = (TOOLS["pytest"], TOOLS["pytest-codeblocks"])
+def dev_env(session: nox.Session) -> Path:
+    """The repository's .venv (scripts/dev-env.sh: every package with its extras and tools.txt, what
+    `make demo` uses), brought up to date; returns its bin folder. `all` and `demo` need exactly
+    that environment, so they run in it instead of installing every package a second time."""
+    session.run(str(ROOT / "scripts/dev-env.sh"), external=True)
+    return ROOT / ".venv" / "bin"
 
 
-@nox.session(name="all", python=PYTHON)
+@nox.session(name="all", venv_backend="none")
 def all_packages(session: nox.Session) -> None:
-    """Every package installed together: the integration tests, every package's doctests and the
-    READMEs' code blocks (tests/docs; the demo's block runs in the demo session), the per-package
-    tests having run in their own sessions."""
-    prepare(session, *map(package_path, PACKAGES), tools=DOCS_TOOLS)
+    """Every package installed together (in .venv): the integration tests, every package's doctests
+    and the READMEs' code blocks (tests/docs, the demo's block among them: what `make demo` runs),
+    the per-package tests having run in their own sessions."""
+    bin_folder = dev_env(session)
     sources = [f"packages/{name}/src" for name in PACKAGES]
+    pytest = str(bin_folder / "pytest")
     session.run(
-        "pytest",
-        "tests/integration",
-        "tests/docs",
-        "-m",
-        "not readme_demo",
-        "--doctest-modules",
-        *sources,
-        *session.posargs,
+        pytest, "tests/integration", "tests/docs", "--doctest-modules", *sources, *session.posargs, external=True
     )
 
 
@@ -104,12 +113,12 @@ def example(session: nox.Session) -> None:
     session.run("pytest", f"{EXAMPLE}/tests", "--doctest-modules", f"{EXAMPLE}/src", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
-    """What `make demo` runs, in a clean environment with every package installed: the README's
-    `esq run demo` block, run by tests/docs and its output compared with the README's table."""
-    prepare(session, *map(package_path, PACKAGES), tools=DOCS_TOOLS)
-    session.run("pytest", "tests/docs", "-m", "readme_demo", *session.posargs)
+    """What `make demo` runs, alone, in .venv: the README's `esq run demo` block, its output
+    compared with the README's table (`all` runs it too, so this session is not a default one)."""
+    pytest = str(dev_env(session) / "pytest")
+    session.run(pytest, "tests/docs", "-m", "readme_demo", *session.posargs, external=True)
 
 
 @nox.session(python=PYTHON)
