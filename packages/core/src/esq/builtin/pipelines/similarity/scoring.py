@@ -178,9 +178,19 @@ def plot_metrics(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
             )
             axis.set_title(_label(metric), fontsize=10)
             axis.grid(axis="y", alpha=0.3)
+            axis.margins(y=0.1)  # room for the value above the highest bar
             for position, value in enumerate(values):
-                if math.isfinite(value):
-                    axis.annotate(f"{value:.3f}", (position, value), ha="center", va="bottom", fontsize=7)
+                if math.isfinite(value):  # above the bar and its error bar, not through it
+                    top = value + (errors[1][position] if errors is not None and value >= 0 else 0.0)
+                    axis.annotate(
+                        f"{value:.3f}",
+                        (position, top),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
         for axis in list(axes.flat)[len(metrics) :]:
             axis.set_visible(False)
         # wrapped to the figure's width (about 11 characters of 11 pt per inch), never cut
