@@ -367,7 +367,8 @@ def squeeze(
     fit = {"both": torch.cat([images, texts]), "images": images, "texts": texts}[config.fit_on]
     steps = context.progress(range(config.quantizer_steps), f"{folder.name}: fitting {name}")
     fit_quantizer(quantizer, fit.unsqueeze(0), steps, config.learning_rate)
-    facts: dict[str, Any] = {"bits_per_vector": float(quantizer.bits_per_vector), "fit_on": config.fit_on}
+    bits = float(quantizer.bits_per_vector)
+    facts: dict[str, Any] = {"bits_per_vector": int(bits) if bits.is_integer() else bits, "fit_on": config.fit_on}
     squeezed = {}
     with torch.no_grad():
         for modality, ids, original, stem in (
