@@ -314,6 +314,15 @@ def test_steps_run_as_separate_commands_find_their_inputs_through_what_earlier_s
     assert {row["direction"]: row["r10"] for row in json.loads(result.stdout)} == {
         direction: row["r10"] for direction, row in rows.items()
     }
+    _, again = retrieval(tmp_path, "steps=[knn]", f"features_dir={knn}")  # a knn run leads to its features
+    assert (again / "random" / "valid_predictions.jsonl").read_text() == (
+        knn / "random" / "valid_predictions.jsonl"
+    ).read_text()
+    assert json.loads((again / "random" / "sources.json").read_text())["features"] == str(
+        (extracted / "random").resolve()
+    )
+    result, _ = retrieval(tmp_path, "steps=[knn]", f"features_dir={extracted / 'random'}", expect=1)
+    assert f"{extracted / 'random'} is a model's folder: give --features-dir the run folder above it" in result.output
     result, _ = retrieval(tmp_path, "steps=[recall]", f"features_dir={extracted}", expect=1)
     assert f"{extracted / 'random'}: features but no valid_predictions.jsonl: the knn step is missing" in result.output
 

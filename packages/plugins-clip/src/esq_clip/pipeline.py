@@ -194,6 +194,8 @@ def locate_features(config: RetrievalConfig, name: str) -> Path:
     if found is not None:
         return found
     images, texts = feature_names(config)
+    if fix := _model_folder_fix(config):
+        raise DataError(f"features_dir: no {start / images}; {fix}")
     if config.features_dir is None:
         raise DataError(
             f"{start / images}: no such file (Chinese-CLIP's extract_features.py writes {images} and {texts} there); "
@@ -203,6 +205,17 @@ def locate_features(config: RetrievalConfig, name: str) -> Path:
         f"features_dir: no {start / images} (model {name!r}), nor a {SOURCES_FILE} there naming the run that has it; "
         "extract it first (--step extract) and give that run's folder"
     )
+
+
+def _model_folder_fix(config: RetrievalConfig) -> str:
+    """The fix when ``features_dir`` names one model's folder instead of the run folder above it."""
+    from esq_clip.sources import SOURCES_FILE
+
+    given = Path(config.features_dir or "")
+    inside = (*feature_names(config), SOURCES_FILE, predictions_name(config, "", ""))
+    if config.features_dir is not None and any((given / file).is_file() for file in inside):
+        return f"{given} is a model's folder: give --features-dir the run folder above it ({given.parent})"
+    return ""
 
 
 def locate_predictions(config: RetrievalConfig, name: str) -> Path:
@@ -219,6 +232,8 @@ def locate_predictions(config: RetrievalConfig, name: str) -> Path:
     found = find_folder(start, wanted, "predictions")
     if found is not None:
         return found
+    if fix := _model_folder_fix(config):
+        raise DataError(f"features_dir: no {start / wanted[0]}; {fix}")
     missing = next(file for file in wanted if not (start / file).is_file())
     squeezed = (
         f" with --quantizer {config.quantizer}" if config.quantizer and f".{config.quantizer}." in missing else ""
