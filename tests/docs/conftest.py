@@ -16,7 +16,8 @@ KINDS = {
     "expected": "esq commands run for real, output compared with the README",
     "check": "esq run commands: config built and the pipeline's check run, not the pipeline",
     "parse": "other esq commands: parsed by their click command, not invoked",
-    "other": "other shell commands (make, pip, pytest): counted, not run",
+    "files": "pip install, make, pytest commands: not run, what they name exists (folders, extras, pins)",
+    "other": "other shell commands: counted, not run",
 }
 
 

@@ -9,7 +9,8 @@ README puts before one: ``<!--pytest.mark.skip(reason="...")-->``, ``<!--pytest-
   with an expected output run for real; ``esq run PIPELINE ...`` builds its config and runs the
   pipeline's check (what runs before the run directory is made) without running it; any other
   command is parsed by its click command (every option and value type checked), not invoked;
-- other shell commands (``make``, ``pip``, ``pytest``) are counted, not run.
+- ``pip install``, ``make`` and ``pytest`` commands are not run, but what they name must exist: the
+  project folders and their extras, the pinned torch versions, the make target, the test folder.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class Command:
     @property
     def mode(self) -> str:
         """How the test checks it: ``run`` (for real), ``expected`` (for real, output compared),
-        ``check`` (``esq run``'s config and pipeline check), ``parse`` (click parses it) or
-        ``other`` (not an esq command: counted only)."""
+        ``check`` (``esq run``'s config and pipeline check), ``parse`` (click parses it), ``files``
+        (``pip install``, ``make``, ``pytest``: what they name exists) or ``other`` (counted only)."""
+        if self.argv[0] in ("pip", "make", "pytest"):
+            return "files"
         if self.argv[0] != "esq":
             return "other"
         if self.expected_output is not None:

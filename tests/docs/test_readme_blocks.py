@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ from readme_blocks import (
 
 EXAMPLE_SOURCES = ROOT / "examples/esq-plugin-example/src"
 COMMANDS = all_commands()
-ESQ_COMMANDS = [command for command in COMMANDS if command.mode != "other"]
+ESQ_COMMANDS = [command for command in COMMANDS if command.mode != "other"]  # and pip, make, pytest
 PYTHON_BLOCKS = python_blocks()
 
 
@@ -95,6 +96,38 @@ def _without_missing_config(argv: list[str]) -> list[str]:
     return kept
 
 
+def _pinned_torch() -> dict[str, str]:
+    """torch and torchvision as scripts/torch-env.sh installs them."""
+    script = (ROOT / "scripts/torch-env.sh").read_text()
+    return dict(re.findall(r"\b(torch|torchvision)==([0-9][\w.]*)", script))
+
+
+def check_named_files(command: Command) -> None:
+    """A ``pip install``, ``make`` or ``pytest`` command of a README names what is there: each
+    project folder (with the extras it declares), torch at its pinned versions, a make target, a
+    test folder."""
+    where = f"{command.readme}, line {command.line}: `{' '.join(command.argv)}`"
+    tool, arguments = command.argv[0], [word for word in command.argv[1:] if not word.startswith("-")]
+    if tool == "make":
+        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE)
+        assert set(arguments) <= set(targets), f"{where}: the Makefile's targets are {targets}"
+    elif tool == "pytest":
+        assert all((ROOT / word).exists() for word in arguments), f"{where}: no such test folder"
+    else:
+        pinned = _pinned_torch()
+        for word in arguments[1:] if arguments[:1] == ["install"] else arguments:
+            name, equals, version = word.partition("==")
+            if equals:
+                assert pinned.get(name, version) == version, f"{where}: scripts/torch-env.sh pins {pinned}"
+                continue
+            folder, _, extras = word.partition("[")
+            project = ROOT / folder / "pyproject.toml"
+            assert project.is_file(), f"{where}: {folder} is not a project folder"
+            declared = tomllib.loads(project.read_text())["project"].get("optional-dependencies", {})
+            wanted = {extra for extra in extras.rstrip("]").split(",") if extra}
+            assert wanted <= set(declared), f"{where}: {folder} declares the extras {sorted(declared)}"
+
+
 def _check_only(spec, config, output_dir, plugins):
     spec.check_config(config, plugins)
     raise Stopped
@@ -150,6 +183,8 @@ def check_command(command: Command, monkeypatch: pytest.MonkeyPatch) -> None:
             f"{command.readme}, line {command.line}: `{' '.join(command.argv)}` prints\n{result.output}\n"
             "where the README shows\n" + "\n".join(expected)
         )
+    elif command.mode == "files":
+        check_named_files(command)
     elif command.mode == "check":
         monkeypatch.setattr(esq.cli.run_command, "run_pipeline", _check_only)
         _assert_stopped_or_missing_input(_without_missing_config(argv), command, monkeypatch)
@@ -194,7 +229,7 @@ def test_every_readme_shell_command_is_counted() -> None:
     """Each shell command is sorted into one way of checking it; none is lost between the README
     and the tests (the counts print in the session summary)."""
     assert ESQ_COMMANDS and PYTHON_BLOCKS
-    assert {command.mode for command in ESQ_COMMANDS} <= {"run", "expected", "check", "parse"}
+    assert {command.mode for command in ESQ_COMMANDS} <= {"run", "expected", "check", "parse", "files"}
     assert all(command.argv for command in COMMANDS)
 
 
@@ -205,7 +240,7 @@ def test_a_shell_block_is_split_into_its_commands() -> None:
         (11, ("esq", "run", "demo", "--epochs", "1"), "check"),
         (13, ("esq", "list"), "run"),
         (13, ("esq", "plugins"), "run"),
-        (14, ("make", "demo"), "other"),
+        (14, ("make", "demo"), "files"),
     ]
 
 
@@ -244,3 +279,18 @@ def test_output_lines_match_with_numbers_close_and_an_ellipsis() -> None:
     assert not same_output_line("fsq   0.2267   6", "vq  0.2267  6")
     assert same_output_line("Error: options: a, b, c", "Error: options: a, ...")
     assert not same_output_line("Error: choices: a, b, c", "Error: options: a, ...")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("pip", "install", "-e", "packages/no-such-package"),
+        ("pip", "install", "-e", "packages/core[no-such-extra]"),
+        ("pip", "install", "torch==1.0.0"),
+        ("make", "no-such-target"),
+        ("pytest", "tests/no-such-folder"),
+    ],
+)
+def test_a_readme_install_make_or_pytest_naming_what_is_not_there_fails(argv) -> None:
+    with pytest.raises(AssertionError):
+        check_named_files(Command("README.md", 1, argv, None, ()))
