@@ -97,7 +97,7 @@ def test_a_quantizer_whose_codes_collapse_is_a_warning_beside_its_recall(tmp_pat
     assert "of the codebook (under 10%): the recall below measures a collapsed code" in (run / "run.log").read_text()
 
 
-def test_fitting_the_quantizer_shows_progress_naming_the_model(tmp_path, monkeypatch):
+def test_reading_the_files_and_fitting_the_quantizer_show_progress(tmp_path, monkeypatch):
     shown = []
 
     def progress(self, items, description, total=None):
@@ -107,7 +107,10 @@ def test_fitting_the_quantizer_shows_progress_naming_the_model(tmp_path, monkeyp
     monkeypatch.setattr(RunContext, "progress", progress)
     write_dataset(tmp_path)
     squeezed_retrieval(tmp_path, "--quantizer-steps", "3")
-    assert "random: fitting vq" in shown
+    assert {"random: fitting vq", "reading valid_imgs.img_feat.jsonl", "reading valid_texts.txt_feat.jsonl"} <= set(
+        shown
+    )
+    assert {"reading valid_predictions.vq.jsonl", "reading valid_tr_predictions.jsonl"} <= set(shown)
 
 
 @pytest.mark.parametrize("fit_on, rows", [("both", IMAGES + TEXTS), ("images", IMAGES), ("texts", TEXTS)])

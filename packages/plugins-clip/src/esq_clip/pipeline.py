@@ -419,12 +419,20 @@ def squeeze(
     return squeezed, facts
 
 
-def read_checked_features(config: RetrievalConfig, source: Path, split: Any) -> dict[str, Any]:
+def _reading(context: RunContext, path: Path) -> Any:
+    """A progress display for reading the lines of ``path``."""
+    return lambda lines: context.progress(lines, f"reading {path.name}")
+
+
+def read_checked_features(config: RetrievalConfig, context: RunContext, source: Path, split: Any) -> dict[str, Any]:
     """The features in ``source``, checked against the split: the same ids, one dimension."""
     from esq_clip.recall import check_feature_ids, read_features
 
     images_file, texts_file = (source / file for file in feature_names(config))
-    features = {"images": read_features(images_file, "image_id"), "texts": read_features(texts_file, "text_id")}
+    features = {
+        kind: read_features(file, key, progress=_reading(context, file))
+        for kind, file, key in (("images", images_file, "image_id"), ("texts", texts_file, "text_id"))
+    }
     check_feature_ids(images_file, "image", features["images"][0], split.image_ids, split.name)
     check_feature_ids(texts_file, "text", features["texts"][0], [text[0] for text in split.texts], split.name)
     if features["images"][1].shape[1] != features["texts"][1].shape[1]:
@@ -451,7 +459,9 @@ def predict(config: RetrievalConfig, context: RunContext, folder: Path, features
         write_predictions(folder / predictions_name(config, prefix, suffix), query_key, answer_key, query_ids, answers)
 
 
-def score(config: RetrievalConfig, folder: Path, source: Path, split: Any, suffix: str) -> list[dict[str, Any]]:
+def score(
+    config: RetrievalConfig, context: RunContext, folder: Path, source: Path, split: Any, suffix: str
+) -> list[dict[str, Any]]:
     """Recalls in each direction of the predictions in ``source``; the scores (official files) in ``folder``."""
     from esq_clip.recall import image_to_text_gold, read_predictions, recalls, score_document, write_scores
 
@@ -461,10 +471,14 @@ def score(config: RetrievalConfig, folder: Path, source: Path, split: Any, suffi
         path = source / predictions_name(config, prefix, suffix)
         if direction == "text_to_image":
             gold = {text_id: list(ids) for text_id, _, ids in split.texts}
-            predictions = read_predictions(path, "text_id", "image_ids", text_ids, split.image_ids, split.name)
+            predictions = read_predictions(
+                path, "text_id", "image_ids", text_ids, split.image_ids, split.name, _reading(context, path)
+            )
         else:
             gold = image_to_text_gold(split.texts)
-            predictions = read_predictions(path, "image_id", "text_ids", split.image_ids, text_ids, split.name)
+            predictions = read_predictions(
+                path, "image_id", "text_ids", split.image_ids, text_ids, split.name, _reading(context, path)
+            )
         missing = [query for query in gold if query not in predictions]
         if missing:
             query_key = "text_id" if direction == "text_to_image" else "image_id"
@@ -531,7 +545,7 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
                 continue
         if "knn" in steps:
             features_source = features_source or locate_features(config, name)
-            features = read_checked_features(config, features_source, split)
+            features = read_checked_features(config, context, features_source, split)
             facts["original"] = {"bits_per_vector": 32 * features["images"][1].shape[1]}
             predict(config, context, folder, features, "")
             if config.quantizer is not None:
@@ -549,7 +563,7 @@ def run(config: RetrievalConfig, context: RunContext) -> Results:
         write_sources(folder, features_source, predictions_source, facts)
         for label, suffix in embeddings(config).items():
             if "recall" in steps:
-                scored = score(config, folder, predictions_source, split, suffix)
+                scored = score(config, context, folder, predictions_source, split, suffix)
             else:  # knn alone: the predictions are the result
                 scored = [
                     {

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from esq import open_atomic, write_atomic
 
 KS = (1, 5, 10)
+Progress = Callable[[Iterable[str]], Iterator[str]]
 TOP_K = 10  # the official scorer requires exactly 10 predictions per query
 
 
@@ -34,8 +35,9 @@ def write_features(path: Path, id_key: str, ids: Sequence[int], features: Any) -
     return path
 
 
-def read_features(path: Path, id_key: str) -> tuple[list[int], Any]:
-    """Ids and a float32 (N, D) tensor from a features file."""
+def read_features(path: Path, id_key: str, progress: Progress | None = None) -> tuple[list[int], Any]:
+    """Ids and a float32 (N, D) tensor from a features file; ``progress`` wraps its lines (a
+    progress display: files of 100,000 lines take a while)."""
     import torch
 
     from esq import DataError
@@ -44,7 +46,7 @@ def read_features(path: Path, id_key: str) -> tuple[list[int], Any]:
         raise DataError(f"{path}: no features file; run the extract step first (steps including 'extract')")
     ids, rows, seen = [], [], {}
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(progress(handle) if progress else handle, start=1):
             try:
                 record = json.loads(line)
                 item, feature = int(record[id_key]), record["feature"]
@@ -112,7 +114,13 @@ def write_gold(path: Path, query_key: str, answer_key: str, gold: dict[int, list
 
 
 def read_predictions(
-    path: Path, query_key: str, answer_key: str, queries: Sequence[int], answers: Sequence[int], split: str
+    path: Path,
+    query_key: str,
+    answer_key: str,
+    queries: Sequence[int],
+    answers: Sequence[int],
+    split: str,
+    progress: Progress | None = None,
 ) -> dict[int, list[int]]:
     """The predictions of a file, ``{query: top 10}``, each line checked: its query one of
     ``queries`` and not seen before, 10 distinct answers, each one of ``answers`` (the ids of
@@ -127,7 +135,7 @@ def read_predictions(
     query_kind, answer_kind = query_key.removesuffix("_id"), answer_key.removesuffix("_ids")
     predictions: dict[int, list[int]] = {}
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(progress(handle) if progress else handle, start=1):
             where = f"{path}, line {number}"
             try:
                 record = json.loads(line)
