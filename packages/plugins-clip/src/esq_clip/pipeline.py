@@ -411,9 +411,9 @@ def squeeze(
                 )  # fmt: skip
             if distinct < gold_images:
                 context.log.warning(
-                    "%s, %s: the %d %s take %d distinct codes, fewer than the %d distinct gold images of the "
+                    "%s, %s: the %d %s take %d distinct code%s, fewer than the %d distinct gold images of the "
                     "queries: tied embeddings rank by id, so recall here says little about the model",
-                    folder.name, name, len(original), modality, distinct, gold_images,
+                    folder.name, name, len(original), modality, distinct, "" if distinct == 1 else "s", gold_images,
                 )  # fmt: skip
             squeezed[modality] = (ids, quantized / quantized.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     return squeezed, facts
