@@ -121,6 +121,8 @@ def check_named_files(command: Command) -> None:
                 assert pinned.get(name, version) == version, f"{where}: scripts/torch-env.sh pins {pinned}"
                 continue
             folder, _, extras = word.partition("[")
+            if "/" not in folder and folder not in (".", ".."):
+                continue  # a package from the registry, not one of this repository's folders
             project = ROOT / folder / "pyproject.toml"
             assert project.is_file(), f"{where}: {folder} is not a project folder"
             declared = tomllib.loads(project.read_text())["project"].get("optional-dependencies", {})
