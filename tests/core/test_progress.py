@@ -39,6 +39,14 @@ def test_no_line_before_the_interval_and_none_at_the_end_of_a_short_wait() -> No
     assert stream.getvalue() == ""
 
 
+def test_a_wait_ended_by_an_error_says_where_it_stopped() -> None:
+    stream = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), Progress("steps", total=50, stream=stream, every=0) as shown:
+        shown.advance(7)
+        raise KeyboardInterrupt
+    assert lines(stream)[-1].startswith("steps: stopped at 7/50 after ")
+
+
 def test_an_unknown_total_counts_what_is_done() -> None:
     stream = io.StringIO()
     with Progress("batches", stream=stream, every=0) as shown:
@@ -108,4 +116,8 @@ def test_training_progress_names_the_model_and_counts_steps_and_epochs(monkeypat
     callback.on_train_end(trainer, None)
     assert lines(stream)[0].startswith("training tiny_cnn + vq, epoch 3/4: 6/8 (75%)")
     assert lines(stream)[1].startswith("training tiny_cnn + vq, epoch 3/4: 6 done in ")
+    callback.on_train_start(trainer, None)
+    callback.on_train_batch_end(trainer)
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    assert lines(stream)[-1].startswith("training tiny_cnn + vq, epoch 3/4: stopped at 6/8 after ")
     assert esq.Progress is Progress

@@ -93,8 +93,8 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.close(stopped=kind is not None)
 
     def advance(self, steps: int = 1, description: str | None = None) -> None:
         """``steps`` more done; ``description`` replaces the task's name (an epoch number, say)."""
@@ -109,12 +109,16 @@ class Progress:
             self.last_line = now
             self._line(self._status(now))
 
-    def close(self) -> None:
+    def close(self, stopped: bool = False) -> None:
+        """End the bar, or print the closing line: ``N done in T``, or where the wait was
+        ``stopped`` (an error, a signal) ``stopped at N/TOTAL after T``."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
         elif self.lines:
-            self._line(f"{self.done} done in {_clock(time.monotonic() - self.started)}")
+            elapsed = _clock(time.monotonic() - self.started)
+            count = f"{self.done}/{self.total}" if self.total else str(self.done)
+            self._line(f"stopped at {count} after {elapsed}" if stopped else f"{self.done} done in {elapsed}")
 
     def _status(self, now: float) -> str:
         elapsed = now - self.started

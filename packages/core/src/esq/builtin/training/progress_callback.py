@@ -30,12 +30,12 @@ class TrainingProgress(L.Callback):
             self.shown.advance(trainer.global_step - self.shown.done, self._description(trainer))
 
     def on_train_end(self, *_: Any) -> None:
-        self._close()
+        self._close(stopped=False)
 
     def on_exception(self, *_: Any) -> None:
-        self._close()
+        self._close(stopped=True)
 
-    def _close(self) -> None:
+    def _close(self, stopped: bool) -> None:
         if self.shown is not None:
-            self.shown.close()
+            self.shown.close(stopped)
             self.shown = None
