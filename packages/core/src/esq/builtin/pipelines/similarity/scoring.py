@@ -73,8 +73,9 @@ SMALL_SAMPLES = (
         "CCA",
         lambda name: name.split("_")[0].endswith("cca"),
         lambda d, options: 2 * d,
-        "degenerate: with N < 2d CCA finds near-perfect correlations even in unrelated features, so each side "
-        "is reduced to fewer components and the value is not CCA's on the full features",
+        "degenerate: with N < 2d CCA finds near-perfect correlations even in unrelated features; pwcca's own "
+        "warning gives the figures (it reduces a side only where d >= N, or with "
+        "--set metric_options.pwcca.max_components=K)",
     ),
     SmallSample(
         "k-NN overlap",
