@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from clip_dataset import write_split
 from PIL import Image
 
+import esq_quantizers
 from esq import RunContext
 from esq.cli.main import make_cli
 from esq_clip.recall import write_features
@@ -80,7 +81,9 @@ def test_recall_of_original_and_squeezed_embeddings_side_by_side(tmp_path):
     vq = rows["vq", "text_to_image"]
     assert vq["fit_on"] == "both"
     for modality, count in (("images", IMAGES), ("texts", TEXTS)):
-        codes = np.load(folder / f"valid_{'imgs' if modality == 'images' else 'texts'}.codes.vq.npy")
+        packed = folder / f"valid_{'imgs' if modality == 'images' else 'texts'}.codes.vq.esq"
+        assert vq[f"{modality}_code_bytes"] == packed.stat().st_size
+        codes = esq_quantizers.unpack(packed).codes.reshape(count, -1).numpy()
         assert codes.shape == (count, 1) and codes.min() >= 0 and codes.max() < 4
         assert vq[f"{modality}_distinct_codes"] == len(np.unique(codes, axis=0)) <= 4
         assert 0 < vq[f"{modality}_codebook_usage"] <= 1 and 1 <= vq[f"{modality}_perplexity"] <= 4

@@ -113,3 +113,13 @@ def test_pack_rejects_codes_that_did_not_come_from_the_quantizer(tmp_path, name,
 def test_pack_rejects_a_foreign_quantizer(tmp_path):
     with pytest.raises(DataError, match="is not an esq-quantizers quantizer"):
         pack(torch.zeros(1, 2, dtype=torch.long), object(), tmp_path / "c.esq")
+
+
+@pytest.mark.parametrize("name", esq.registry("quantizers").names())
+def test_every_quantizer_spec_packs_its_codes_as_esq_quantizers_pack_does(name, tmp_path):
+    spec = esq.registry("quantizers").spec(name)
+    quantizer = esq.registry("quantizers").create(name, input_dim=8)
+    codes = quantizer.encode(torch.randn(1, 6, 8))
+    path = spec.pack(codes, quantizer, tmp_path / "codes.esq")
+    assert path.read_bytes() == pack(codes, quantizer, tmp_path / "direct.esq").read_bytes()
+    assert torch.equal(unpack(path).codes, codes)

@@ -90,7 +90,15 @@ class BackboneSpec(ComponentSpec):
 
 @dataclass(frozen=True, kw_only=True)
 class QuantizerSpec(ComponentSpec):
-    """A quantizer (``nn.Module`` with ``forward``, ``encode``, ``decode``, ``bits_per_vector``)."""
+    """A quantizer (``nn.Module`` with ``forward``, ``encode``, ``decode``, ``bits_per_vector``).
+
+    ``pack(codes, quantizer, path)``, where the plugin offers one, writes ``quantizer.encode``'s
+    codes to ``path`` in their bit-packed layout and returns the path (esq-quantizers':
+    ``esq_quantizers.pack``), so a pipeline or another plugin can store codes without importing
+    the plugin.
+    """
+
+    pack: Callable[[Any, Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

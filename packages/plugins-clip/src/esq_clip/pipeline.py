@@ -366,7 +366,9 @@ def squeeze(
     together), re-normalised; and the facts of the squeeze: bits per vector and, per modality,
     codebook usage, perplexity, dead codes, distinct codes (whole-vector code tuples) and the
     reconstruction error (mean squared distance to the unit-norm original). The codes are saved
-    beside the features (``{split}_imgs.codes.<quantizer>.npy``, rows in the features' order), and
+    beside the features, rows in the features' order: bit-packed by the quantizer's spec
+    (``{split}_imgs.codes.<quantizer>.esq``, read with ``esq_quantizers.unpack``; their size is
+    ``<modality>_code_bytes``) or, for a quantizer without ``pack``, ``….codes.<quantizer>.npy``; and
     a collapse (usage under 10%, fewer distinct codes than the queries' distinct gold images) is a
     warning."""
     import io
@@ -378,6 +380,7 @@ def squeeze(
 
     (image_ids, images), (text_ids, texts) = features["images"], features["texts"]
     name = config.quantizer
+    spec = context.registry("quantizers").spec(name)
     quantizer = context.registry("quantizers").create(name, input_dim=images.shape[1], **config.quantizer_options)
     fit = {"both": torch.cat([images, texts]), "images": images, "texts": texts}[config.fit_on]
     steps = context.progress(range(config.quantizer_steps), f"{folder.name}: fitting {name}")
@@ -392,10 +395,15 @@ def squeeze(
         ):
             output = quantizer(original.unsqueeze(0))
             quantized = output.quantized.squeeze(0).float()
-            codes = quantizer.encode(original.unsqueeze(0)).reshape(len(original), -1).cpu()
-            buffer = io.BytesIO()
-            np.save(buffer, codes.numpy())
-            write_atomic(folder / f"{stem}.codes.{name}.npy", buffer.getvalue())
+            encoded = quantizer.encode(original.unsqueeze(0))
+            codes = encoded.reshape(len(original), -1).cpu()
+            if spec.pack is not None:
+                packed = Path(spec.pack(encoded, quantizer, folder / f"{stem}.codes.{name}.esq"))
+                facts[f"{modality}_code_bytes"] = packed.stat().st_size
+            else:
+                buffer = io.BytesIO()
+                np.save(buffer, codes.numpy())
+                write_atomic(folder / f"{stem}.codes.{name}.npy", buffer.getvalue())
             distinct = len(torch.unique(codes, dim=0))
             for stat in ("codebook_usage", "perplexity", "dead_codes"):
                 if stat in output.stats:

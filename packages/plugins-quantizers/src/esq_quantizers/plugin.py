@@ -17,4 +17,8 @@ QUANTIZERS = [
 
 @hookimpl
 def esq_quantizers() -> list[QuantizerSpec]:
-    return [QuantizerSpec(name=name, factory=lazy(target), summary=summary) for name, target, summary in QUANTIZERS]
+    pack = lazy("esq_quantizers.storage:pack")
+    return [
+        QuantizerSpec(name=name, factory=lazy(target), summary=summary, pack=pack)
+        for name, target, summary in QUANTIZERS
+    ]
