@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from readme_blocks import all_commands, python_blocks
+from readme_blocks import all_commands, python_blocks, synopsis_entries
 
 KINDS = {
     "python: runs": "python blocks run",
@@ -18,6 +18,7 @@ KINDS = {
     "parse": "other esq commands: parsed by their click command, not invoked",
     "files": "pip install, make, pytest commands: not run, what they name exists (folders, extras, pins)",
     "other": "other shell commands: counted, not run",
+    "synopsis": "esq commands of a synopsis (text) block: the command exists and takes each option shown",
 }
 
 
@@ -27,6 +28,7 @@ def readme_block_counts() -> Counter[str]:
     for block in python_blocks():
         kind = "python: skip" if block.skip_reason else "python: xfail" if block.expected_to_fail else "python: runs"
         counts[kind] += 1
+    counts["synopsis"] = len(synopsis_entries())
     return counts
 
 

@@ -201,3 +201,54 @@ def same_output_line(printed: str, shown: str) -> bool:
         return False
     pairs = zip(NUMBER.findall(printed), NUMBER.findall(shown), strict=True)
     return all(abs(float(a) - float(b)) <= max(0.01, 0.05 * abs(float(b))) for a, b in pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynopsisEntry:
+    """One command of a README's synopsis (a ``text`` block of ``esq ...`` lines with ``[--option]``s):
+    the subcommand's words and the options it names."""
+
+    readme: str
+    line: int
+    words: tuple[str, ...]
+    options: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.readme}:{self.line}:esq {' '.join(self.words)}"
+
+
+def _synopsis_entry(readme: str, line: int, text: str) -> SynopsisEntry:
+    words = []
+    for word in text.split()[1:]:
+        if not re.fullmatch(r"[a-z][a-z-]*", word):
+            break
+        words.append(word)
+    # Options in capitals (--PIPELINE-OPTION) stand for a pipeline's own.
+    options = tuple(dict.fromkeys(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)))
+    return SynopsisEntry(readme, line, tuple(words), options)
+
+
+def synopsis_entries() -> list[SynopsisEntry]:
+    """Every command of every README's synopsis blocks: ``text`` blocks whose unindented lines all
+    start with ``esq `` and that show an option in brackets (an output block shows none)."""
+    entries = []
+    for readme in readmes():
+        name = readme.relative_to(ROOT).as_posix()
+        for block in extract_from_file(readme):
+            lines = block.code.splitlines()
+            heads = [line for line in lines if line and not line[0].isspace()]
+            if block.syntax != "text" or not heads or not all(line.startswith("esq ") for line in heads):
+                continue
+            if "[--" not in block.code:
+                continue
+            current: list[str] = []
+            start = 0
+            for offset, line in enumerate([*lines, "esq"]):
+                if line.startswith("esq"):
+                    if current:
+                        entries.append(_synopsis_entry(name, block.lineno + 1 + start, " ".join(current)))
+                    current, start = [line], offset
+                elif line.strip():
+                    current.append(line)
+    return entries

@@ -21,11 +21,13 @@ from readme_blocks import (
     ROOT,
     Command,
     PythonBlock,
+    SynopsisEntry,
     all_commands,
     output_lines,
     python_blocks,
     same_output_line,
     shell_commands,
+    synopsis_entries,
 )
 
 EXAMPLE_SOURCES = ROOT / "examples/esq-plugin-example/src"
@@ -296,3 +298,27 @@ def test_output_lines_match_with_numbers_close_and_an_ellipsis() -> None:
 def test_a_readme_install_make_or_pytest_naming_what_is_not_there_fails(argv) -> None:
     with pytest.raises(AssertionError):
         check_named_files(Command("README.md", 1, argv, None, ()))
+
+
+@pytest.mark.parametrize("entry", [pytest.param(entry, id=entry.id) for entry in synopsis_entries()])
+def test_readme_synopsis_names_real_commands_and_options(entry: SynopsisEntry) -> None:
+    """`esq cache build [--layers L ...]` in a README's synopsis: `esq cache build` is a command and
+    takes every option the line shows."""
+    group = make_cli()
+    command: click.Command = group
+    with click.Context(group) as context:
+        for word in entry.words:
+            assert isinstance(command, click.Group), f"{entry.id}: `{word}` after a command that has no subcommands"
+            found = command.get_command(context, word)
+            assert found is not None, f"{entry.id}: `esq` has no command `{word}` here"
+            command = found
+            context = click.Context(command, parent=context)
+        accepted = {
+            name for parameter in command.get_params(context) for name in parameter.opts + parameter.secondary_opts
+        }
+    assert set(entry.options) <= accepted, f"{entry.id}: no option {sorted(set(entry.options) - accepted)}"
+
+
+def test_a_synopsis_option_the_command_lacks_fails() -> None:
+    with pytest.raises(AssertionError):
+        test_readme_synopsis_names_real_commands_and_options(SynopsisEntry("README.md", 1, ("list",), ("--colour",)))
