@@ -354,3 +354,19 @@ def test_the_plain_function_returns_a_float_equal_to_the_components_value(name):
     value = getattr(esq_metrics, name)(a, b)
     assert type(value) is float
     assert value == esq.registry("metrics").create(name)(a, b).value
+
+
+def test_kid_says_once_when_subset_size_is_more_than_the_samples_hold(caplog):
+    generator = np.random.default_rng(0)
+    reference, other = generator.normal(size=(40, 4)), generator.normal(size=(30, 4))
+    kid = KID(subsets=5, subset_size=100)
+    with caplog.at_level(logging.WARNING, logger="esq.metrics"):
+        kid(reference, other)
+        kid(reference, other + 1.0)
+    (record,) = caplog.records
+    assert "kid: subset_size 100 is more than the samples hold (N=40, M=30)" in record.getMessage()
+    assert "subset_size=30 or fewer" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="esq.metrics"):
+        KID(subsets=5, subset_size=30)(reference, other)
+    assert caplog.records == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -315,3 +316,22 @@ def test_jaccard_knn_refuses_k_of_at_least_the_number_of_samples():
 def test_bad_options_are_refused(metric, options):
     with pytest.raises(ConfigError):
         metric(**options)
+
+
+def test_a_sampled_rank_correlation_is_a_warning_once_naming_rows_pairs_and_the_option(caplog):
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(30, 3))
+    metric = Geometry(max_pairs=100)
+    with caplog.at_level(logging.WARNING, logger="esq.metrics"):
+        result = metric(x, x + 0.1 * generator.normal(size=x.shape))
+        metric(x, x)
+    assert result.details["sampled"]
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "geometry: 30 rows make 435 pairs, more than max_pairs 100" in message
+    assert f"a seeded subset of {result.details['rows']} rows" in message
+    assert "metric_options.geometry.max_pairs" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="esq.metrics"):
+        Geometry()(x, x)
+    assert caplog.records == []

@@ -7,11 +7,14 @@ checked with :func:`esq.two_samples`, and computes in float64; lower is closer.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from esq import MetricResult, WithOptions, check_int, two_samples
+
+log = logging.getLogger("esq.metrics")
 
 
 def kid_subset_indices(
@@ -69,12 +72,21 @@ class KID(WithOptions):
         self.subsets = check_int("kid", "subsets", subsets, minimum=1)
         self.subset_size = check_int("kid", "subset_size", subset_size, minimum=2)
         self.seed = check_int("kid", "seed", seed, minimum=0)
+        self._warned: set[int] = set()  # one warning per subset size, not one per degradation level
 
     def __call__(self, reference: Any, other: Any) -> MetricResult:
         reference, other = two_samples(reference, other)
         gamma = 1.0 / reference.shape[1]
         indices = kid_subset_indices(len(reference), len(other), self.subsets, self.subset_size, self.seed)
         size = len(indices[0][0])
+        if size < self.subset_size and size not in self._warned:
+            self._warned.add(size)
+            log.warning(
+                "kid: subset_size %d is more than the samples hold (N=%d, M=%d), so each of the %d subsets takes "
+                "%d rows (clean-fid's rule; torchmetrics refuses): the subsets overlap and the std shrinks; "
+                "set --set metric_options.kid.subset_size=%d or fewer to say so",
+                self.subset_size, len(reference), len(other), self.subsets, size, size,
+            )  # fmt: skip
         estimates = np.empty(self.subsets)
         for subset, (rows_reference, rows_other) in enumerate(indices):
             a, b = reference[rows_reference], other[rows_other]

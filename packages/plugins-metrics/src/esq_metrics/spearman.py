@@ -7,6 +7,7 @@ exactly on a seeded random subset of rows (see :class:`esq_metrics.geometry.Geom
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 from esq import DataError, MetricResult, WithOptions, check_int, check_number
 from esq_metrics.pairwise import contiguous_pairs, pair_values, rows_per_block
 from esq_metrics.ranks import doubled_average_ranks, rank_correlation
+
+log = logging.getLogger("esq.metrics")
 
 
 def sampled_rows(n: int, max_pairs: int, seed: int) -> np.ndarray | None:
@@ -46,6 +49,7 @@ class SpearmanOfPairs(WithOptions):
     def __init__(self, max_pairs: int = 50_000_000, seed: int = 0, memory_budget_mib: float = 512.0) -> None:
         self.max_pairs = check_int(self.name, "max_pairs", max_pairs, minimum=3)
         self.seed = check_int(self.name, "seed", seed, minimum=0)
+        self._warned: set[int] = set()  # one warning per sample size, not one per bootstrap replicate
         self.memory_budget_mib = check_number(
             self.name, "memory_budget_mib", memory_budget_mib, minimum=0, exclusive=("minimum",)
         )
@@ -68,6 +72,13 @@ class SpearmanOfPairs(WithOptions):
         x, y = contiguous_pairs(x, y)
         rows = sampled_rows(len(x), self.max_pairs, self.seed)
         if rows is not None:
+            if len(x) not in self._warned:
+                self._warned.add(len(x))
+                log.warning(
+                    "%s: %d rows make %d pairs, more than max_pairs %d, so a seeded subset of %d rows is ranked; "
+                    "set --set metric_options.%s.max_pairs=N to rank more (memory grows with N)",
+                    self.name, len(x), len(x) * (len(x) - 1) // 2, self.max_pairs, len(rows), self.name,
+                )  # fmt: skip
             x, y = x[rows], y[rows]
         ranks_x = self._ranks("x", x)
         ranks_y = self._ranks("y", y)
