@@ -319,3 +319,24 @@ def test_a_plugin_command_that_raises_is_a_warning_for_installed_plugins(install
     result = esq("--help")
     assert result.exit_code == 0 and "list" in result.stdout
     assert "'esq-cmd' (esq-cmd) failed in esq_commands(): RuntimeError: no click; skipped it" in caplog.text
+
+
+def test_check_prints_the_resolved_config_that_runs_as_given_and_writes_nothing(tmp_path):
+    output = tmp_path / "runs"
+    checked = esq("run", "echo", "--plugin", FAKE, "--rows", "3", "--tag", "a", "--check", "--output-dir", str(output))
+    assert checked.exit_code == 0, checked.output
+    assert not output.exists()
+    assert "the options are valid; nothing was run" in checked.stderr
+    config = tmp_path / "echo.toml"
+    config.write_text(checked.stdout)
+    assert esq("run", "echo", "--plugin", FAKE, "--config", str(config), "--output-dir", str(output)).exit_code == 0
+    (directory,) = (output / "echo").iterdir()
+    resolved = json.loads((directory / "results.json").read_text())["config"]
+    assert resolved["rows"] == 3 and resolved["tags"] == ["a"]
+
+
+def test_check_runs_the_pipelines_own_check_and_fails_as_a_run_would(tmp_path):
+    output = tmp_path / "runs"
+    result = esq("run", "demo", "--quantizers", "nosuch", "--check", "--output-dir", str(output))
+    assert result.exit_code == 1 and "unknown quantizer 'nosuch'" in result.stderr
+    assert result.stdout == "" and not output.exists()

@@ -83,20 +83,29 @@ def _logical_lines(code: str) -> list[tuple[int, str]]:
     return lines
 
 
+REDIRECTION = re.compile(r"[0-9&]?>>?")  # > file, 2>> file, &> file, or >file in one word
+
+
 def shell_commands(readme: Path, block: CodeBlock) -> list[Command]:
-    """The commands of one shell block: comments dropped, ``a && b`` and ``a; b`` split."""
+    """The commands of one shell block: comments dropped, ``a && b``, ``a; b`` and ``a | b`` split,
+    redirections (``> file``, ``2> log``) left out."""
     name = readme.relative_to(ROOT).as_posix()
     commands = []
     for offset, line in _logical_lines(block.code):
         words = shlex.split(line, comments=True)
         current: list[str] = []
+        target = False
         for word in [*words, ";"]:
             if word in SEPARATORS:
                 if current:
                     # The fence is on block.lineno; its first line of code on the next.
                     commands.append(Command(name, block.lineno + 1 + offset, tuple(current), None, tuple(block.marks)))
-                current = []
-            else:
+                current, target = [], False
+            elif target:
+                target = False
+            elif REDIRECTION.fullmatch(word):
+                target = True
+            elif not REDIRECTION.match(word):
                 current.append(word)
     if block.expected_output is not None:
         commands = [

@@ -251,9 +251,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {key: value for key, value in _plain(config).items() if value is not None}
 
 
+def config_text(config: Any, header: str) -> str:
+    """``config`` as the TOML ``esq run --config`` reads, under ``header`` as comment lines."""
+    return "".join(f"# {line}\n" for line in header.splitlines()) + tomli_w.dumps(config_to_dict(config))
+
+
 def write_config(path: Path, config: Any, header: str) -> Path:
-    text = "".join(f"# {line}\n" for line in header.splitlines()) + tomli_w.dumps(config_to_dict(config))
-    return write_atomic(path, text)
+    return write_atomic(path, config_text(config, header))
 
 
 def config_layers(

@@ -12,7 +12,7 @@ import click
 
 from esq.cli.pipeline_options import option_layers, option_names
 from esq.commands import context_plugins, plugin_options
-from esq.config import build_config, config_layers
+from esq.config import build_config, config_layers, config_text
 from esq.console import stderr
 from esq.errors import EsqError
 from esq.output import format_cell, format_options, print_rows
@@ -20,7 +20,7 @@ from esq.plugins import Plugins
 from esq.runner import run_pipeline
 
 PARTIAL_EXIT_CODE = 3  # the run finished, but some result rows failed
-VALUE_OPTIONS = {"--config", "--set", "--output-dir", "--seed", "--plugin"}
+VALUE_OPTIONS = {"--config", "--set", "--output-dir", "--seed", "--plugin", "--format"}
 
 
 def _peek(args: list[str]) -> tuple[str | None, list[str]]:
@@ -115,6 +115,12 @@ class RunCommand(click.Command):
     help="Runs go to OUTPUT_DIR/PIPELINE/TIMESTAMP-NAME/.",
 )
 @click.option("--seed", type=int, help="Seed for every random generator (the config's `seed`).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check the options against the installed components and print the resolved config as TOML "
+    "(a file for --config); run nothing, write nothing.",
+)
 @format_options
 @plugin_options
 @click.pass_context
@@ -125,6 +131,7 @@ def run(
     set_options: tuple[str, ...],
     output_dir: Path,
     seed: int | None,
+    check: bool,
     output_format: str,
     plugins: Plugins,
 ) -> None:
@@ -133,6 +140,13 @@ def run(
     spec = plugins.registry("pipelines").spec(pipeline)
     layers = config_layers(config_file, set_options, seed) + option_layers(spec.config, ctx.args, pipeline)
     config = build_config(spec.config, layers, pipeline)
+    if check:
+        spec.check_config(config, plugins)
+        click.echo(
+            config_text(config, f"esq run {pipeline}: resolved config ({spec.distribution} {spec.version})"), nl=False
+        )
+        stderr.print(f"esq run {pipeline}: the options are valid; nothing was run", highlight=False)
+        return
     finished = run_pipeline(spec, config, output_dir, plugins)
     if finished.worker:
         return
