@@ -9,7 +9,8 @@ for the conformance checks). A plugin author needs::
 the errors (``ConfigError``, ``DataError``...), the validation vocabulary (``check_int``, ``check_device``,
 ``check_number``, ``check_choice``, ``check_bool``, ``as_matrix``, ``paired_features``,
 ``two_samples``), ``WithOptions``, ``failed_row`` (a result row that could not be computed),
-atomic writes (``write_atomic``, ``open_atomic``), ``load_torch_file`` (a torch file read
+atomic writes (``write_atomic``, ``open_atomic``), ``fit_quantizer`` (a quantizer calibrated and
+fitted on a feature matrix), ``load_torch_file`` (a torch file read
 safely, its checksums verified), and for a command ``plugin_options``,
 ``format_options`` (``--format``/``--json``) with ``print_rows``,
 ``print_table`` and ``print_json``. This module does not import torch.
@@ -39,6 +40,7 @@ from esq.options import WithOptions, options_of
 from esq.output import format_options, print_json, print_rows, print_table
 from esq.plugins import Plugins, core_version, load_plugins
 from esq.progress import Progress, progress
+from esq.quantizer_fitting import fit_quantizer
 from esq.registries import KINDS, Registry, check_options
 from esq.results import Results, RunContext, failed_row
 from esq.run_directories import run_file_name
@@ -117,6 +119,7 @@ __all__ = [
     "error_line",
     "exact_top_k",
     "failed_row",
+    "fit_quantizer",
     "format_options",
     "hookimpl",
     "lazy",
