@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from clip_dataset import write_split
 from PIL import Image
 
+import esq
 import esq_quantizers
 from esq import RunContext
 from esq.cli.main import make_cli
@@ -118,10 +119,8 @@ def test_reading_the_files_and_fitting_the_quantizer_show_progress(tmp_path, mon
 
 @pytest.mark.parametrize("fit_on, rows", [("both", IMAGES + TEXTS), ("images", IMAGES), ("texts", TEXTS)])
 def test_the_quantizer_fits_on_both_modalities_unless_told_otherwise(tmp_path, monkeypatch, fit_on, rows):
-    import esq_clip.fitting
-
     fitted = []
-    monkeypatch.setattr(esq_clip.fitting, "fit_quantizer", lambda quantizer, features, *_: fitted.append(features))
+    monkeypatch.setattr(esq, "fit_quantizer", lambda quantizer, features, *_: fitted.append(features))
     write_dataset(tmp_path)
     squeezed_retrieval(tmp_path, *(["--fit-on", fit_on] if fit_on != "both" else []))
     assert [tuple(features.shape) for features in fitted] == [(1, rows, 16)]

@@ -376,7 +376,7 @@ def squeeze(
     import numpy as np
     import torch
 
-    from esq_clip.fitting import fit_quantizer
+    from esq import fit_quantizer
 
     (image_ids, images), (text_ids, texts) = features["images"], features["texts"]
     name = config.quantizer
