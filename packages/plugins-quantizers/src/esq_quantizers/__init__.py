@@ -1,5 +1,6 @@
-"""esq-quantizers: VQ (EMA), FSQ, LFQ, residual VQ and FSQ, SimVQ and the float32 ``identity``
-baseline behind esq's quantizer interface, and bit-packed storage of their codes (``pack``, ``unpack``).
+"""esq-quantizers: VQ (EMA), FSQ, LFQ, residual VQ and FSQ, SimVQ, and the baselines ``identity``
+(float32), ``float16``, ``scalar`` (int8/4/2) and ``binary`` (sign bits, Hamming search) behind
+esq's quantizer interface, and bit-packed storage of their codes (``pack``, ``unpack``).
 
 ``pack`` and ``unpack`` load on first use, so importing the plugin (``esq list``) does not
 import torch.

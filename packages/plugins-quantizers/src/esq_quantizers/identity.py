@@ -16,6 +16,7 @@ class Identity(BottleneckQuantizer):
     """No quantization; the "codes" are the float32 features themselves."""
 
     name = "identity"
+    code_dtype = "float32"  # how ``pack`` stores the codes: raw float32 values
 
     def __init__(self, input_dim: int, bottleneck_dim: int | None = None) -> None:
         super().__init__(input_dim, input_dim)

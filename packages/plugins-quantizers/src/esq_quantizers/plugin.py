@@ -12,6 +12,9 @@ QUANTIZERS = [
     ("residual_fsq", "esq_quantizers.residual_fsq:ResidualFSQ", "Residual FSQ (num_quantizers 4 × FSQ levels)"),
     ("simvq", "esq_quantizers.simvq:SimVQ", "SimVQ: a frozen codebook through a learned linear map (512 codes)"),
     ("identity", "esq_quantizers.identity:Identity", "Features unchanged: the float32 baseline, 32 bits per dimension"),
+    ("float16", "esq_quantizers.float16:Float16", "Features in half precision: 16 bits per dimension"),
+    ("scalar", "esq_quantizers.scalar:Scalar", "Per-dimension calibrated ranges in 2^bits buckets (bits 8, 4 or 2)"),
+    ("binary", "esq_quantizers.binary:Binary", "Sign of each (centred, optionally rotated) dimension, Hamming search"),
 ]
 
 

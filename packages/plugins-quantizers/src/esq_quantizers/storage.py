@@ -4,7 +4,9 @@ header (quantizer name, options, shape), written atomically.
 Layout: ``ESQCODES1\\n``, a 4-byte little-endian header length, the JSON header, the payload.
 Each vector's ``q`` codes in ``[0, K)`` are joined into one integer ``Σ c_i K^i`` below ``K^q`` and
 stored in ``(K^q − 1).bit_length()`` bits, which is ceil(q · log2 K); past 63 bits each code is
-stored on its own in ``(K − 1).bit_length()`` bits. The ``identity`` quantizer's codes are float32.
+stored on its own in ``(K − 1).bit_length()`` bits. A quantizer whose codes are floats says so in
+``code_dtype`` (``identity``: ``"float32"``, ``float16``: ``"float16"``); its codes are stored raw in
+that type (32 or 16 bits a value).
 Decoding needs the quantizer's weights as well (``state_dict``): the file holds codes only.
 """
 
@@ -23,6 +25,8 @@ from esq import DataError, write_atomic
 
 MAGIC = b"ESQCODES1\n"
 COMBINED_LIMIT = 63
+# Layouts of float codes (a quantizer's ``code_dtype``): numpy type, torch type name, bits a value.
+FLOAT_LAYOUTS = {"float32": (np.float32, "float32", 32), "float16": (np.float16, "float16", 16)}
 
 
 @dataclass(frozen=True)
@@ -54,15 +58,25 @@ def _from_bits(payload: bytes, count: int, bits: int) -> np.ndarray:
     return (matrix << np.arange(bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
+def float_layout(quantizer: Any) -> str | None:
+    """The float layout of ``quantizer``'s codes (its ``code_dtype``), or ``None`` for integer codes."""
+    dtype = getattr(quantizer, "code_dtype", None)
+    if dtype is None:
+        return None
+    if dtype not in FLOAT_LAYOUTS:
+        raise DataError(f"pack: {quantizer.name}'s code_dtype {dtype!r} is not one of {', '.join(FLOAT_LAYOUTS)}")
+    return dtype
+
+
 def _check_codes(codes: Any, quantizer: Any) -> None:
     if not all(hasattr(quantizer, name) for name in ("name", "options", "codes_per_vector", "code_radix")):
         raise DataError(f"pack: {type(quantizer).__name__} is not an esq-quantizers quantizer")
     if not torch.is_tensor(codes):
         raise DataError(f"pack: codes must be a tensor from {quantizer.name}.encode(), got {type(codes).__name__}")
-    if quantizer.name == "identity":
+    if float_layout(quantizer) is not None:
         if not codes.is_floating_point() or codes.ndim < 1 or codes.shape[-1] != quantizer.input_dim:
             raise DataError(
-                f"pack: identity's codes are float features of width {quantizer.input_dim}, "
+                f"pack: {quantizer.name}'s codes are float features of width {quantizer.input_dim}, "
                 f"got {codes.dtype} {tuple(codes.shape)}"
             )
         return
@@ -87,9 +101,14 @@ def pack(codes: torch.Tensor, quantizer: Any, path: str | Path) -> Path:
     """
     _check_codes(codes, quantizer)
     header: dict[str, Any] = {"quantizer": quantizer.name, "options": quantizer.options, "shape": list(codes.shape)}
-    if quantizer.name == "identity":
-        payload = codes.detach().to(torch.float32).contiguous().cpu().numpy().tobytes()
-        header.update(layout="float32", bits_per_vector=32 * quantizer.input_dim)
+    layout = float_layout(quantizer)
+    if layout is not None:
+        numpy_type, torch_type, bits = FLOAT_LAYOUTS[layout]
+        values = codes.detach().to(getattr(torch, torch_type)).contiguous().cpu().numpy()
+        if not np.isfinite(values).all():
+            raise DataError(f"pack: {quantizer.name}'s codes hold NaN or infinite values (not {layout} features)")
+        payload = values.astype(numpy_type, copy=False).tobytes()
+        header.update(layout=layout, bits_per_vector=bits * quantizer.input_dim)
     else:
         q, radix = quantizer.codes_per_vector, quantizer.code_radix
         flat = codes.detach().cpu().reshape(-1, q).numpy().astype(np.int64)
@@ -126,14 +145,17 @@ def unpack(path: str | Path) -> PackedCodes:
         raise DataError(f"{path}: the header is corrupt ({error}); write the file again with pack()") from None
     payload = data[start + size :]
     values = int(np.prod(shape))
-    if header["layout"] == "float32":
-        expected = values * 4
+    layout = header.get("layout")
+    if layout not in (*FLOAT_LAYOUTS, "combined", "per_code"):
+        raise DataError(f"{path}: the header names an unknown layout {layout!r}; write the file again with pack()")
+    if layout in FLOAT_LAYOUTS:
+        expected = values * FLOAT_LAYOUTS[layout][2] // 8
     else:
         expected = math.ceil(values // header["codes_per_vector"] * bits / 8)
     if len(payload) != expected:
         raise DataError(f"{path}: truncated or corrupt: {len(payload)} bytes of codes, expected {expected}")
-    if header["layout"] == "float32":
-        codes = torch.from_numpy(np.frombuffer(payload, dtype=np.float32).copy()).reshape(shape)
+    if layout in FLOAT_LAYOUTS:
+        codes = torch.from_numpy(np.frombuffer(payload, dtype=FLOAT_LAYOUTS[layout][0]).copy()).reshape(shape)
     else:
         q, radix, bits = header["codes_per_vector"], header["code_radix"], header["bits_per_vector"]
         count = int(np.prod(shape)) // q
