@@ -51,7 +51,7 @@ import torch
 import torch.utils.data
 
 from esq import ConfigError, DataError, UnknownNameError, did_you_mean
-from esq.builtin.data.image_sets import IMAGE_EXTENSIONS, _rgb, gradient_background
+from esq.builtin.data.image_sets import IMAGE_EXTENSIONS, _rgb
 
 DATASETS = ("synthetic", "folder", "oxford_pet")
 SPLITS = ("train", "val", "test")
@@ -63,6 +63,12 @@ OXFORD_PET_CLASSES = ["background", "pet", "border"]
 # from the per-image generators ``default_rng([seed, i])``.
 _SPLIT_STREAM = (0x5E6, 1)
 _SUBSET_STREAM = (0x5E6, 2)
+# The synthetic classes' colour families (disc red, square green, triangle blue) and how far
+# each image's shade strays from them; the background is a near-grey gradient apart from all three.
+_CLASS_COLOURS = np.array([[205, 55, 45], [55, 175, 65], [60, 80, 210]], dtype=np.float32)
+_COLOUR_JITTER = 30
+_BACKGROUND_GREY = (70, 180)
+_BACKGROUND_TINT = 12
 # Oxford-IIIT Pet trimap value → class id; -1 marks a value a trimap should not hold.
 _TRIMAP_TO_CLASS = np.array([-1, 1, 0, 2], dtype=np.int64)
 _OXFORD_LAYOUT = (
@@ -330,35 +336,65 @@ def _open_synthetic(settings: dict[str, Any]) -> SegmentationDataset:
 
 def synthetic_segmentation(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A generated image ``uint8 (size, size, 3)`` and its class ids ``uint8 (size, size)``:
-    a gradient with stripes and noise (class 0) under 1–4 discs (1), squares (2) and triangles
-    (3) of random colour, size, place and rotation. The same generator state gives the same pair.
+    a near-grey gradient with fine noise (class 0) under 3–4 shapes, later ones on top: discs (1)
+    red and striped, squares (2) green and checkered, triangles (3) blue and dotted, each of
+    random size, place, rotation, shade and texture orientation. The first three shapes are one
+    of each class, so every class is drawn in every image (a later shape may cover part of one).
+    The same generator state gives the same pair.
+
+    Each class differs from the others in colour and texture, not only in outline, so that a
+    frozen random-init CNN with a receptive field of a few pixels (``tiny_cnn``'s is 17) gives
+    features a small head separates pixel by pixel.
 
     >>> image, mask = synthetic_segmentation(np.random.default_rng(0), 24)
-    >>> image.shape, mask.shape, int(mask.max()) <= 3
-    ((24, 24, 3), (24, 24), True)
+    >>> image.shape, mask.shape, sorted(np.unique(mask).tolist())
+    ((24, 24, 3), (24, 24), [0, 1, 2, 3])
     """
-    x, y, image = gradient_background(rng, size)
-    stripe_angle, stripe_phase = rng.uniform(0, 2 * np.pi, size=2)
-    stripes = np.sin(
-        np.float32(2 * np.pi * rng.uniform(2, 8))
-        * (x * np.float32(np.cos(stripe_angle)) + y * np.float32(np.sin(stripe_angle)))
-        + np.float32(stripe_phase)
-    )
-    image += (stripes * np.float32(rng.uniform(5, 25)))[..., None]
+    centres = ((np.arange(size) + 0.5) / size).astype(np.float32)
+    y, x = centres[:, None], centres[None, :]
+    grey = rng.uniform(*_BACKGROUND_GREY, size=(2, 2)).astype(np.float32)
+    top = grey[0, 0] + (grey[0, 1] - grey[0, 0]) * x
+    bottom = grey[1, 0] + (grey[1, 1] - grey[1, 0]) * x
+    tint = rng.uniform(-_BACKGROUND_TINT, _BACKGROUND_TINT, size=3).astype(np.float32)
+    image = (top + (bottom - top) * y)[..., None] + tint
 
     mask = np.zeros((size, size), dtype=np.uint8)
-    for _ in range(rng.integers(1, 5)):
-        class_id = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
-        centre_y, centre_x = rng.uniform(0.15, 0.85, size=2)
-        radius = rng.uniform(0.08, 0.22)
+    shapes = len(SYNTHETIC_CLASSES) - 1
+    class_ids = [*(rng.permutation(shapes) + 1), *rng.integers(1, shapes + 1, size=rng.integers(0, 2))]
+    for class_id in map(int, class_ids):
+        centre_y, centre_x = rng.uniform(0.2, 0.8, size=2)
+        radius = rng.uniform(0.1, 0.2)
         angle = rng.uniform(0, 2 * np.pi)
         inside = _shape(class_id, y - np.float32(centre_y), x - np.float32(centre_x), radius, angle)
-        behind = image[min(int(centre_y * size), size - 1), min(int(centre_x * size), size - 1)]
-        image[inside] = _contrasting_colour(rng, behind)
+        image[inside] = _class_colour(rng, class_id) + _texture(rng, class_id, y, x, size)[inside][:, None]
         mask[inside] = class_id
 
-    image += rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(2, 10))
+    image += rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+
+
+def _class_colour(rng: np.random.Generator, class_id: int) -> np.ndarray:
+    """Class ``class_id``'s colour family (red, green, blue), each channel shifted by up to ±30."""
+    jitter = rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=3).astype(np.float32)
+    return _CLASS_COLOURS[class_id - 1] + jitter
+
+
+def _texture(rng: np.random.Generator, class_id: int, y: np.ndarray, x: np.ndarray, size: int) -> np.ndarray:
+    """A ``(size, size)`` texture in ±amplitude, at a random orientation: stripes of a 4-pixel
+    period (disc), a checker of 3-pixel cells (square) or dots every 6 pixels (triangle). Periods
+    are in pixels, so the texture is as fine at every ``size`` as the backbone sees it."""
+    angle = rng.uniform(0, np.pi)
+    amplitude = np.float32(rng.uniform(25, 40))
+    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    along = (x * cos + y * sin) * np.float32(size)
+    across = (y * cos - x * sin) * np.float32(size)
+    if class_id == 1:
+        return np.sin(along * np.float32(2 * np.pi / 4)) * amplitude
+    if class_id == 2:
+        on = (np.floor(along / 3) + np.floor(across / 3)) % 2 == 0
+    else:
+        on = (np.mod(along, 6) - 3) ** 2 + (np.mod(across, 6) - 3) ** 2 <= 2.5
+    return np.where(on, amplitude, -amplitude)
 
 
 def _shape(class_id: int, dy: np.ndarray, dx: np.ndarray, radius: float, angle: float) -> np.ndarray:
@@ -380,16 +416,6 @@ def _shape(class_id: int, dy: np.ndarray, dx: np.ndarray, radius: float, angle: 
             -circumradius / 2
         )
     return inside
-
-
-def _contrasting_colour(rng: np.random.Generator, behind: np.ndarray) -> np.ndarray:
-    """A random colour, redrawn (a few times at most) while it is close to ``behind``."""
-    colour = rng.uniform(0, 255, size=3)
-    for _ in range(8):
-        if np.linalg.norm(colour - behind) >= 90:
-            break
-        colour = rng.uniform(0, 255, size=3)
-    return colour
 
 
 # --- files: folder and Oxford-IIIT Pet --------------------------------------------------------
