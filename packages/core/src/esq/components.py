@@ -55,6 +55,17 @@ class Quantizer(Protocol):
     """Squeezes features of ``input_dim`` through a discrete bottleneck (an ``nn.Module``).
 
     Takes ``(b, n, d)`` tokens or ``(b, d, h, w)`` maps and returns the same shape.
+
+    Two optional methods (not required members; callers test with ``hasattr``):
+
+    - ``calibrate(x)``: fits the quantizer's statistics (ranges, centre, rotation) on training
+      features, without gradient, and returns the quantizer. Code that fits quantizers calls it
+      before any gradient step; a quantizer that has it and is used without it calibrates itself
+      on its first training-mode forward batch. Eval-mode forwards and ``encode`` never calibrate.
+    - ``search(gallery_codes, queries, k) -> (scores, indices)``: top-``k`` search in the code
+      domain (``binary``: Hamming distance over packed bits); ``queries`` are features, encoded
+      first; both results ``Q k``, scores descending, equal scores in ascending index. A pipeline
+      that retrieves uses it when present, else decodes the gallery and searches exactly.
     """
 
     options: dict[str, Any]
