@@ -211,6 +211,13 @@ class EchoConfig(PipelineConfig):
     loud: bool = field(default=True, metadata={"negative": "quiet"})
 
 
+def check_echo(config: EchoConfig, plugins: Any) -> None:
+    from esq import ConfigError
+
+    if config.rows < 0:
+        raise ConfigError(f"echo: rows must be at least 0, got {config.rows}")
+
+
 def echo(config: EchoConfig, context: Any) -> Results:
     context.path("note.txt").write_text(config.label)
     return Results(rows=[{"row": i, "label": config.label} for i in range(config.rows)], summary={"seed": config.seed})
@@ -268,4 +275,4 @@ def esq_retrievers() -> list[RetrieverSpec]:
 
 @hookimpl
 def esq_pipelines() -> list[PipelineSpec]:
-    return [PipelineSpec(name="echo", config=EchoConfig, run=echo, summary="Echo rows")]
+    return [PipelineSpec(name="echo", config=EchoConfig, run=echo, check=check_echo, summary="Echo rows")]

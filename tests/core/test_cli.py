@@ -337,6 +337,6 @@ def test_check_prints_the_resolved_config_that_runs_as_given_and_writes_nothing(
 
 def test_check_runs_the_pipelines_own_check_and_fails_as_a_run_would(tmp_path):
     output = tmp_path / "runs"
-    result = esq("run", "demo", "--quantizers", "nosuch", "--check", "--output-dir", str(output))
-    assert result.exit_code == 1 and "unknown quantizer 'nosuch'" in result.stderr
+    result = esq("run", "echo", "--plugin", FAKE, "--rows", "-1", "--check", "--output-dir", str(output))
+    assert result.exit_code == 1 and "echo: rows must be at least 0, got -1" in result.stderr
     assert result.stdout == "" and not output.exists()
