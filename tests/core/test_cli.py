@@ -47,6 +47,11 @@ def test_list_one_kind_as_json_shows_metric_facts():
     assert shift["summary"] == "Distance between means" and shift["plugin"].startswith(FAKE)
 
 
+def test_list_shows_facts_not_a_specs_functions():
+    rows = json.loads(esq("list", "quantizers", "--json", "--plugin", FAKE).stdout)
+    assert rows and all(set(row) == {"name", "plugin", "summary"} for row in rows)
+
+
 def test_list_all_kinds_as_tables():
     result = esq("list", "--plugin", FAKE)
     for kind in ("backbones", "quantizers", "metrics", "degradations", "retrievers", "pipelines"):

@@ -51,11 +51,11 @@ class Spec:
 
     def facts(self) -> dict[str, Any]:
         """The kind-specific facts, for ``esq list``."""
-        base = {f.name for f in dataclasses.fields(Spec)}
+        hidden = {f.name for f in dataclasses.fields(Spec)} | {"factory", "run", "config", "check"}
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in base and f.name not in ("factory", "run", "config", "check")
+            if f.name not in hidden and f.metadata.get("fact", True)
         }
 
 
@@ -98,7 +98,7 @@ class QuantizerSpec(ComponentSpec):
     the plugin.
     """
 
-    pack: Callable[[Any, Any, Any], Any] | None = None
+    pack: Callable[[Any, Any, Any], Any] | None = field(default=None, metadata={"fact": False})
 
 
 @dataclass(frozen=True, kw_only=True)
