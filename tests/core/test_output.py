@@ -61,3 +61,12 @@ def test_every_command_that_prints_rows_takes_each_format(tmp_path, monkeypatch,
 
 def test_markdown_escapes_the_pipe_and_line_breaks():
     assert output.rows_to_markdown([{"a": "x|y\nz"}]).splitlines()[2] == "| x\\|y z |"
+
+
+def test_piped_columns_line_up_in_terminal_columns_with_wide_characters():
+    from rich.cells import cell_len  # columns a terminal shows
+
+    text = output.rows_to_text("models", [{"model": "长长长", "cka": 0.5}, {"model": "abcdef", "cka": 0.25}])
+    header, _, *lines = text.splitlines()[1:]
+    starts = [cell_len(line[: line.index("0.")]) for line in lines]
+    assert starts == [cell_len(header[: header.index("cka")])] * 2

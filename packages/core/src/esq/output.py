@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
@@ -75,19 +76,22 @@ def rows_to_text(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[s
     names = _columns(rows, columns)
     cells = [[name.replace("_", " ") for name in names]]
     cells += [[" ".join(format_cell(row.get(name)).split()) for name in names] for row in rows]
-    widths = [max(len(line[index]) for line in cells) for index in range(len(names))]
-    lines = [title, "  ".join(text.ljust(width) for text, width in zip(cells[0], widths, strict=True)).rstrip()]
+    widths = [max(cell_len(line[index]) for line in cells) for index in range(len(names))]
+    lines = [title, _aligned(cells[0], widths)]
     lines.append("  ".join("-" * width for width in widths))
-    lines += [
-        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in cells[1:]
-    ]
+    lines += [_aligned(line, widths) for line in cells[1:]]
     return "\n".join(lines) + "\n"
+
+
+def _aligned(cells: list[str], widths: list[int]) -> str:
+    """``cells`` padded to ``widths`` in terminal columns (a CJK character takes two)."""
+    return "  ".join(text + " " * (width - cell_len(text)) for text, width in zip(cells, widths, strict=True)).rstrip()
 
 
 def _vertical(title: str, rows: Sequence[dict[str, Any]], names: list[str]) -> None:
     """One block per row (``column: value``): a terminal too narrow for the table."""
     stdout.print(title, highlight=False)
-    width = max(len(name) for name in names)
+    width = max(cell_len(name) for name in names)
     for row in rows:
         stdout.print("", highlight=False)
         for name in names:
