@@ -461,6 +461,17 @@ def test_pwcca_warns_once_naming_n_and_d_when_there_are_too_few_samples(rows, co
     assert first.details["warning"] == second.details["warning"] == warnings_logged[0]
 
 
+def test_pwcca_says_when_auto_reduced_a_side_as_wide_as_the_samples_and_not_when_asked(caplog):
+    x, y = paired(10, 32, 32, seed=0)
+    with caplog.at_level("WARNING", logger="esq.metrics"):
+        result = PWCCA()(x, y)
+        PWCCA(max_components=4)(x, y)
+    (record,) = [record for record in caplog.records if record.name == "esq.metrics"]
+    assert result.details["kept"] == [4, 4] and result.details["warning"] == record.getMessage()
+    assert "x's 32 dimensions and y's 32 dimensions are at least N=10 samples" in record.getMessage()
+    assert "CCA ran on 4 and 4 leading principal components" in record.getMessage()
+
+
 def test_pwcca_does_not_warn_with_at_least_twice_as_many_samples_as_dimensions(caplog):
     x, y = paired(40, 20, 19, seed=0)
     with caplog.at_level("WARNING", logger="esq.metrics"):

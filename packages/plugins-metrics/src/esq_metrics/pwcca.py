@@ -157,6 +157,27 @@ def small_sample_warning(rows: int, sizes: list[int]) -> str | None:
     )
 
 
+def reduction_warning(rows: int, sizes: list[int], kept: list[int], max_components: Any) -> str | None:
+    """The warning for a side ``auto`` reduced (d ≥ N, where the reference refuses), or None.
+
+    >>> reduction_warning(10, [32, 8], [4, 8], "auto")[:78]
+    "pwcca: x's 32 dimensions are at least N=10 samples, where svcca's reference re"
+    >>> reduction_warning(10, [32, 8], [4, 8], 4) is None
+    True
+    """
+    if max_components != "auto":
+        return None
+    cut = [f"{side}'s {size} dimensions" for side, size, left in zip("xy", sizes, kept, strict=True) if left < size]
+    if not cut:
+        return None
+    return (
+        f"pwcca: {' and '.join(cut)} are at least N={rows} samples, where "
+        f"svcca's reference refuses; CCA ran on {kept[0]} and {kept[1]} leading principal components instead, so "
+        "the value is not CCA's on the full features; use more samples than dimensions, or choose with "
+        "max_components"
+    )
+
+
 def _principal_axes(scatter: np.ndarray, components: int) -> np.ndarray:
     """The ``components`` leading eigenvectors of a scatter matrix (its principal axes), d × k."""
     _, vectors = np.linalg.eigh(scatter)
@@ -285,7 +306,7 @@ class PWCCA(WithOptions):
                 raise constant_error("pwcca", name, "every canonical correlation is undefined")
         rows = statistics.rows
         scatter, means = statistics.scatter, [statistics.mean_x, statistics.mean_y]
-        sizes = [statistics.split, len(scatter) - statistics.split]
+        sizes = widths = [statistics.split, len(scatter) - statistics.split]
         auto = (sizes[0], sizes[1])
         if self.max_components == "auto":
             ranks = (live_rank(statistics.xx, self.epsilon), live_rank(statistics.yy, self.epsilon))
@@ -342,7 +363,9 @@ class PWCCA(WithOptions):
             "weights": weights.tolist(),
             "max_components": self.max_components,
         }
-        warning = small_sample_warning(rows, details["kept"])
+        warning = small_sample_warning(rows, details["kept"]) or reduction_warning(
+            rows, widths, details["kept"], self.max_components
+        )
         if warning is not None:
             details["warning"] = warning
             if warning not in self._warned:
