@@ -56,6 +56,8 @@ def test_every_demo_row_says_which_model_and_setting_it_is_about(levels_4):
     classes = [row["class"] for row in rounding if row["metric"] == "iou"]
     assert classes and len(set(classes)) == len(classes)
     summary = json.loads((run / "results.json").read_text())["summary"]
+    assert "tokens pooling" in summary["figure_title"]
+    assert summary["figure_title"].endswith(f"N = {summary['test_rows_for_metrics']}")
     assert summary["confusion_matrices"]["rounding"] == "rounding/confusion_matrix.csv"
     with open(run / summary["confusion_matrices"]["rounding"], newline="") as handle:
         assert next(csv.reader(handle))[1:] == classes

@@ -174,8 +174,13 @@ def run(config: DemoConfig, context: RunContext) -> Results:
         context.log.info("%s: mean IoU %.3f, %.1f bits per vector", label, row["mean_iou"], row["bits_per_vector"])
         table.append(wide)
     shown = [row for row in rows if row["metric"] in ("mean_iou", *metrics)]
-    plot_metrics(context.path("metrics.png"), shown, f"esq run demo: {config.backbone} on synthetic shapes, test split")
+    title = (
+        f"esq run demo: {config.backbone} on synthetic shapes, test split ({len(test_set)} images); "
+        f"similarity on tokens pooling, {config.tokens_per_image} per image, N = {len(x)}"
+    )
+    plot_metrics(context.path("metrics.png"), shown, title)
     summary = {
+        "figure_title": title,
         "backbone": config.backbone,
         "epochs": config.epochs,
         "test_rows_for_metrics": len(x),
