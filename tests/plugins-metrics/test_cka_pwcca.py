@@ -470,6 +470,7 @@ def test_pwcca_says_when_auto_reduced_a_side_as_wide_as_the_samples_and_not_when
     assert result.details["kept"] == [4, 4] and result.details["warning"] == record.getMessage()
     assert "x's 32 dimensions and y's 32 dimensions are at least N=10 samples" in record.getMessage()
     assert "CCA ran on 4 and 4 leading principal components" in record.getMessage()
+    assert pwcca_module.reduction_warning(320, [32, 32], [31, 32], "auto") is None  # cut to its rank: lossless
 
 
 def test_pwcca_does_not_warn_with_at_least_twice_as_many_samples_as_dimensions(caplog):

@@ -158,7 +158,7 @@ def small_sample_warning(rows: int, sizes: list[int]) -> str | None:
 
 
 def reduction_warning(rows: int, sizes: list[int], kept: list[int], max_components: Any) -> str | None:
-    """The warning for a side ``auto`` reduced (d ≥ N, where the reference refuses), or None.
+    """The warning for a side ``auto`` reduced because d ≥ N (where the reference refuses), or None.
 
     >>> reduction_warning(10, [32, 8], [4, 8], "auto")[:78]
     "pwcca: x's 32 dimensions are at least N=10 samples, where svcca's reference re"
@@ -167,7 +167,12 @@ def reduction_warning(rows: int, sizes: list[int], kept: list[int], max_componen
     """
     if max_components != "auto":
         return None
-    cut = [f"{side}'s {size} dimensions" for side, size, left in zip("xy", sizes, kept, strict=True) if left < size]
+    # a narrower side cut to its rank loses nothing: only a side as wide as the samples is worth a word
+    cut = [
+        f"{side}'s {size} dimensions"
+        for side, size, left in zip("xy", sizes, kept, strict=True)
+        if left < size and size >= rows
+    ]
     if not cut:
         return None
     return (
