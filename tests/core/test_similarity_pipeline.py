@@ -126,6 +126,7 @@ def test_two_feature_files_with_bootstrap_intervals(tmp_path, suffix):
         (["--features-a", "a.npy"], "features_a and features_b go together"),
         ([], "give one of checkpoints_dir, features_a and features_b, or results"),
         (["--checkpoints-dir", "nowhere"], "checkpoints_dir nowhere: no such folder"),
+        (["--checkpoints-dir", "a.txt"], "checkpoints_dir a.txt: a file, not a folder; give a folder of .ckpt"),
         (["--features-a", "a.txt", "--features-b", "a.txt"], "unknown format"),
     ],
 )

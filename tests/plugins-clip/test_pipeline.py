@@ -252,17 +252,24 @@ def test_features_equal_the_official_extraction_on_the_same_checkpoint(tmp_path,
             id="models without features_dir",
         ),
         pytest.param(
-            ["steps=[recall]", "features_dir=nowhere"],
-            "nowhere/random/valid_predictions.jsonl: no such file: the knn step is missing",
+            ["steps=[recall]", "features_dir=data"],
+            "data/random/valid_predictions.jsonl: no such file: the knn step is missing",
             id="recall without predictions",
         ),
         pytest.param(
-            ["steps=[knn,recall]", "features_dir=nowhere"], "features_dir: no nowhere/random/", id="missing features"
+            ["steps=[knn,recall]", "features_dir=data"], "features_dir: no data/random/", id="missing features"
+        ),
+        pytest.param(["steps=[knn]", "features_dir=nowhere"], "features_dir nowhere: no such folder", id="no folder"),
+        pytest.param(
+            ["steps=[knn]", "features_dir=data/datasets/TOY/valid_texts.jsonl"],
+            "valid_texts.jsonl: a file, not a folder; give the run folder of an earlier step",
+            id="a file for a folder",
         ),
         pytest.param(["text_to_image=false", "image_to_text=false"], "nothing to search", id="no direction"),
     ],
 )
-def test_a_bad_config_fails_before_any_run_directory_exists(tmp_path, settings, words):
+def test_a_bad_config_fails_before_any_run_directory_exists(tmp_path, monkeypatch, settings, words):
+    monkeypatch.chdir(tmp_path)  # relative paths in the settings are the test's own
     write_dataset(tmp_path / "data")
     result, run = retrieval(tmp_path, *settings, expect=1)
     assert words in result.output

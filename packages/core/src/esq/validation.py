@@ -28,13 +28,32 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from esq.errors import ConfigError, DataError
 from esq.names import did_you_mean
+
+
+def check_folder(option: str, path: str | os.PathLike[str], wanted: str) -> Path:
+    """``path`` if it is a folder, else a ``DataError`` naming ``option``: no such folder, or a
+    file where a folder is wanted; ``wanted`` says what to give instead.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".txt") as file:
+    ...     check_folder("features_dir", file.name, "the run folder of an earlier step")
+    Traceback (most recent call last):
+    esq.errors.DataError: features_dir /....txt: a file, not a folder; give the run folder of an earlier step
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        return folder
+    problem = "a file, not a folder" if folder.exists() else "no such folder"
+    raise DataError(f"{option} {folder}: {problem}; give {wanted}")
 
 
 def _bounds(minimum: float | None, maximum: float | None, exclusive: Iterable[str]) -> str:

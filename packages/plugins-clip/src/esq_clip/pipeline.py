@@ -22,6 +22,7 @@ from esq import (
     Results,
     RunContext,
     check_device,
+    check_folder,
     check_int,
     check_number,
     failed_row,
@@ -95,6 +96,8 @@ def check(config: RetrievalConfig, plugins: Any) -> None:
     if not config.model_paths:
         raise ConfigError("model_paths is empty; give a checkpoint, or 'none' for random weights")
     names = model_names(config.model_paths)
+    if config.features_dir is not None:
+        check_folder("features_dir", config.features_dir, "the run folder of an earlier step (esq run retrieval)")
     if "extract" not in steps and config.features_dir is None and len(names) > 1:
         raise ConfigError(
             f"features_dir: {len(names)} models, but without it the files are read from "

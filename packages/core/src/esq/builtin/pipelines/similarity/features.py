@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from esq import DataError, as_matrix, load_torch_file
+from esq import DataError, as_matrix, check_folder, load_torch_file
 
 FEATURE_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth")
@@ -29,9 +29,7 @@ def checkpoint_files(folder: str | Path) -> list[Path]:
     """The ``.ckpt`` and ``.pth`` files in ``folder`` and below it (run folders), by path; a folder
     holding ``best.ckpt`` gives that one and not its ``last.ckpt`` (one model per training run).
     Hidden folders are not searched; linked folders are, each once."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"checkpoints_dir {folder}: no such folder; give the folder holding .ckpt or .pth files")
+    folder = check_folder("checkpoints_dir", folder, "a folder of .ckpt or .pth files (or of run folders with them)")
     found, seen = [], set()
     for root, directories, files in os.walk(folder, followlinks=True):  # a run folder linked in is searched
         if os.path.realpath(root) in seen:  # a link to a folder above: once is enough
